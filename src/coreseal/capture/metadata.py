@@ -1,0 +1,48 @@
+"""What the kernel tells the handler, and what /proc/PID still shows.
+
+Only facts that are safe to store in the clear go in: no command line, no
+environment, no memory maps (they may hold secrets).
+"""
+
+import os
+import socket
+from datetime import UTC, datetime
+
+
+def from_kernel(args: list[str]) -> dict:
+    """``args`` are the expanded ``%P %u %g %s %t %e``."""
+    if len(args) < 6:
+        raise ValueError("the handler expects: PID UID GID SIGNAL TIME NAME")
+    pid, uid, gid, sig, when = (int(a) for a in args[:5])
+    return {
+        "pid": pid,
+        "uid": uid,
+        "gid": gid,
+        "signal": sig,
+        "time": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "name": " ".join(args[5:])[:255],
+    }
+
+
+def from_proc(pid: int) -> dict:
+    base = f"/proc/{pid}"
+    out = {}
+    try:
+        out["exe"] = os.readlink(f"{base}/exe")[:1024]
+    except OSError:
+        pass
+    try:
+        with open(f"{base}/cgroup") as f:
+            out["cgroup"] = f.read(4096).strip().splitlines()[-1][:1024]
+    except (OSError, IndexError):
+        pass
+    try:
+        with open(f"{base}/comm") as f:
+            out["name"] = f.read(64).strip() or None
+    except OSError:
+        pass
+    return {k: v for k, v in out.items() if v}
+
+
+def hostname() -> str:
+    return socket.gethostname()[:255]

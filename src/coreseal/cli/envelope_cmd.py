@@ -1,0 +1,154 @@
+"""``coreseal envelope describe|extract|seal``."""
+
+import os
+import sys
+
+import click
+
+from .. import config, events, hostkeys
+from ..envelope import constants as c
+from ..envelope.describe import describe as describe_file
+from ..envelope.extract import extract_stream, open_envelope
+from ..envelope.seal import seal_stream
+from ..errors import CoresealError, KeyUnavailable, NotAnEnvelope, UsageError
+from ..fsutil import AtomicFile, check_output
+from .common import emit_json, get_paths, human_size, info, json_option
+
+offset_option = click.option(
+    "--offset", default=0, show_default=True, type=click.IntRange(0, c.MAX_PREFIX_LENGTH),
+    metavar="N", help="The envelope starts after N plain bytes (e.g. 4096).",
+)
+force_option = click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+
+
+@click.group()
+def envelope() -> None:
+    """Inspect, open and make sealed files."""
+
+
+def _open_input(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise CoresealError(f"failed to open {path}: {e.strerror}") from None
+
+
+def print_description(d: dict, out=click.echo) -> None:
+    out("sealed: yes")
+    out(f"format: coreseal envelope v{d['format_version']}")
+    out(f"cipher: {d['cipher']}, compression: {d['compression']}, "
+        f"segments of {human_size(d['segment_size'])}")
+    out(f"dump type: {d['dump_type']}")
+    size = f"{d['dump_size']} bytes"
+    if d["truncated"]:
+        size += f" (truncated from {d['original_size']} bytes)"
+    out(f"dump size: {size}")
+    out(f"plain prefix: {d['plain_prefix_length']} bytes")
+    for k in d["keys"]:
+        out(f"keyID: '{k['key_id']}' kind: {k['key_kind']} "
+            f"fingerprint: {k['fingerprint']}")
+    for key in sorted(d["metadata"]):
+        out(f"metadata: {key}={d['metadata'][key]}")
+
+
+@envelope.command()
+@offset_option
+@json_option
+@click.argument("file", type=click.Path(dir_okay=False))
+def describe(offset: int, as_json: bool, file: str) -> int:
+    """Tell whether FILE is sealed, and with which key. Needs no key."""
+    with _open_input(file) as f:
+        try:
+            d = describe_file(f, offset)
+        except NotAnEnvelope as e:
+            if as_json:
+                emit_json({"sealed": False, "reason": str(e), "file": file})
+            else:
+                click.echo("sealed: no")
+            raise
+    d["file"] = file
+    if as_json:
+        emit_json(d)
+    else:
+        print_description(d)
+    return 0
+
+
+def _lookup(paths):
+    cache = hostkeys.cache_for(paths)
+    return cache.get
+
+
+@envelope.command()
+@offset_option
+@force_option
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("out", metavar="OUT")
+def extract(offset: int, force: bool, src: str, out: str) -> int:
+    """Decrypt IN to OUT ('-' for stdout) with a key from the cache."""
+    paths = get_paths()
+    if out == "-":
+        if sys.stdout.isatty():
+            raise UsageError("refusing to write a dump to a terminal",
+                             hint="redirect stdout, or give a file name")
+    else:
+        check_output(src, out, force)
+    with _open_input(src) as f:
+        unlocked = open_envelope(f, offset, _lookup(paths))
+        if out == "-":
+            # Bytes reach stdout before the last segment is verified; a
+            # failure still exits non-zero (docs: Limitations).
+            size = extract_stream(f, unlocked, offset, sys.stdout.buffer, sparse=False)
+            sys.stdout.buffer.flush()
+        else:
+            with AtomicFile(out, replace=force) as dst:
+                size = extract_stream(f, unlocked, offset, dst.file, sparse=True)
+                dst.commit()
+    events.record(paths, "dump-decrypted", file=os.path.abspath(src),
+                  key_id=unlocked.entry.key_id, by_uid=os.getuid(),
+                  by_user=os.environ.get("SUDO_USER") or os.environ.get("USER"),
+                  output=out if out == "-" else os.path.abspath(out), size=size)
+    if out != "-":
+        info(f"extracted {size} bytes to {out}")
+    return 0
+
+
+@envelope.command()
+@offset_option
+@force_option
+@click.option("--type", "dump_type", type=click.Choice(["process", "kernel", "file"]),
+              default="file", show_default=True, help="What kind of dump IN is.")
+@click.argument("src", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
+def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
+    """Seal IN ('-' for stdin) into OUT under the host key."""
+    paths = get_paths()
+    cfg = config.load(paths)
+    config.require_sealed(cfg)
+    if src != "-":
+        check_output(src, out, force)
+    elif os.path.lexists(out) and not force:
+        raise UsageError(f"{out} exists", hint="use --force to replace it")
+    key_id = cfg["keys"]["host_key_id"]
+    key = hostkeys.cache_for(paths, cfg).get(key_id)
+    if key is None:
+        raise KeyUnavailable(f"the host key {key_id} is not in the key cache",
+                             hint="run 'coreseal keys sync'")
+    meta = {"source": os.path.basename(src) if src != "-" else "stdin"}
+    infile = sys.stdin.buffer if src == "-" else _open_input(src)
+    try:
+        with AtomicFile(out, replace=force) as dst:
+            result = seal_stream(infile, dst.file, [key], metadata=meta,
+                                 dump_type=c.DUMP_TYPE_BY_NAME[dump_type],
+                                 prefix_length=offset)
+            dst.commit()
+    finally:
+        if infile is not sys.stdin.buffer:
+            infile.close()
+    info(f"sealed {result.dump_size} bytes into {out} "
+         f"({result.stored_size} bytes) under {key.key_id}")
+    return 0
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(envelope)

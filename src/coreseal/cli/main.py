@@ -1,0 +1,69 @@
+"""``coreseal``: the top-level group and the one place errors become exits."""
+
+import sys
+
+import click
+
+from ..errors import CoresealError
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  other failure (I/O, full disk, not set up)
+  2  usage: bad option, refused output
+  3  not an envelope, malformed or truncated
+  4  integrity failure (tampered or corrupted)
+  5  key unavailable or not the key that sealed
+  6  wrong password
+  7  unsafe archive
+"""
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="CORESEAL_ROOT", metavar="DIR",
+              help="Keep config and state under DIR (default /). Env: CORESEAL_ROOT.")
+@click.version_option(package_name="coreseal")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """Keeps crash dumps sealed: every dump encrypted the moment it is captured."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = root
+
+
+def _register() -> None:
+    from . import dumps_cmd, envelope_cmd, events_cmd, handler_cmd, keys_cmd
+    from . import capture_cmd, provider_cmd, setup_cmd
+
+    for module in (setup_cmd, provider_cmd, keys_cmd, handler_cmd, capture_cmd,
+                   events_cmd, dumps_cmd, envelope_cmd):
+        module.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns its exit code (the console script exits
+    with it). No traceback or "Aborted!" ever reaches the user."""
+    try:
+        rv = cli.main(args=argv, prog_name="coreseal", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except CoresealError as e:
+        click.echo(f"coreseal: error: {e}", err=True)
+        if e.hint:
+            click.echo(f"coreseal: hint: {e.hint}", err=True)
+        return e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        click.echo(f"coreseal: error: {e.format_message()}", err=True)
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("coreseal: error: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Writing a dump's plaintext out: the plain prefix first, then segments,
+seeking over zero segments when the output is a regular file."""
+
+from . import constants as c
+from .opener import KeyLookup, Unlocked, check_prefix, read_header, segments, unlock
+
+_ZEROS = bytes(1 << 20)
+
+
+def open_envelope(f, offset: int, lookup: KeyLookup) -> Unlocked:
+    header, raw = read_header(f, offset)
+    return unlock(header, raw, lookup)
+
+
+def extract_stream(f, unlocked: Unlocked, offset: int, out, sparse: bool) -> int:
+    """Writes the plaintext to ``out``; returns the bytes written. With
+    ``sparse``, ``out`` must be a seekable file and zero segments become
+    holes. The caller discards ``out`` if this raises."""
+    out.write(check_prefix(f, unlocked, offset))
+    hole = 0
+    total = unlocked.header.prefix_length
+    for encoding, data in segments(f, unlocked):
+        if encoding == c.ENCODING_ZEROS:
+            if sparse:
+                hole += data
+            else:
+                _write_zeros(out, data)
+            total += data
+            continue
+        if hole:
+            out.seek(hole, 1)
+            hole = 0
+        out.write(data)
+        total += len(data)
+    if sparse:
+        out.truncate(total)
+        out.seek(total)
+    return total
+
+
+def _write_zeros(out, n: int) -> None:
+    while n:
+        step = min(n, len(_ZEROS))
+        out.write(_ZEROS[:step])
+        n -= step

@@ -1,0 +1,117 @@
+"""Opening: find a usable key entry, verify the header, stream the payload."""
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..errors import (
+    IntegrityError,
+    KeyMismatch,
+    KeyUnavailable,
+    MalformedEnvelope,
+    NotAnEnvelope,
+    TruncatedEnvelope,
+)
+from ..secret import Secret
+from ..wrapkey import InvalidUnwrap, WrappingKey
+from . import constants as c
+from . import format as fmt
+from .kdf import header_mac, payload_key
+from .stream import SegmentOpener, _read_exact
+
+KeyLookup = Callable[[str], WrappingKey | None]
+
+
+@dataclass(frozen=True, repr=False)
+class Unlocked:
+    header: fmt.Header
+    raw: bytes
+    data_key: Secret
+    entry: fmt.KeyEntry
+
+
+def read_header(f, offset: int = 0) -> tuple[fmt.Header, bytes]:
+    """Reads and parses the header at ``offset``; leaves ``f`` after it."""
+    f.seek(offset)
+    pre = _read_exact(f, c.PREAMBLE_LENGTH)
+    if not pre:
+        raise NotAnEnvelope(
+            "not a coreseal envelope (empty)" if offset == 0
+            else f"nothing at offset {offset}: past the end of the file"
+        )
+    _, length = fmt.parse_preamble(pre)
+    rest = _read_exact(f, length - c.PREAMBLE_LENGTH)
+    if len(rest) < length - c.PREAMBLE_LENGTH:
+        raise TruncatedEnvelope("truncated header")
+    raw = pre + rest
+    return fmt.parse(raw), raw
+
+
+def unlock(header: fmt.Header, raw: bytes, lookup: KeyLookup) -> Unlocked:
+    mismatched = []
+    for entry in header.keys:
+        key = lookup(entry.key_id)
+        if key is None:
+            continue
+        try:
+            data_key = key.unwrap(entry.wrapped_key)
+        except InvalidUnwrap:
+            if not hmac.compare_digest(key.fingerprint, entry.fingerprint):
+                mismatched.append(entry.key_id)
+                continue
+            raise IntegrityError(
+                f"the wrapped key for {entry.key_id} failed to unwrap "
+                "(corrupted or tampered)"
+            ) from None
+        mac = header_mac(data_key, header.salt, raw[: -c.MAC_LENGTH])
+        if not hmac.compare_digest(mac, header.mac):
+            raise IntegrityError("header failed authentication (corrupted or tampered)")
+        return Unlocked(header, raw, data_key, entry)
+    if mismatched:
+        raise KeyMismatch(
+            f"the key cache holds a different key under {mismatched[0]}: "
+            "it is not the key that sealed this dump",
+            hint="run 'coreseal keys sync' to reload the provider's key",
+        )
+    ids = ", ".join(e.key_id for e in header.keys)
+    raise KeyUnavailable(
+        f"key {ids} is not in the key cache",
+        hint="run 'coreseal keys sync', or open the dump where its key is",
+    )
+
+
+def check_prefix(f, unlocked: Unlocked, offset: int) -> bytes:
+    """Returns the plain prefix after checking it; leaves ``f`` just after the
+    header, where the segments start."""
+    header = unlocked.header
+    if header.prefix_length != offset:
+        raise MalformedEnvelope(
+            f"the envelope has a {header.prefix_length}-byte plain prefix, "
+            f"not {offset}",
+            hint=f"use --offset {header.prefix_length}",
+        )
+    f.seek(0)
+    prefix = _read_exact(f, offset)
+    if not hmac.compare_digest(hashlib.sha256(prefix).digest(), header.prefix_digest):
+        raise IntegrityError("the plain prefix was changed (corrupted or tampered)")
+    f.seek(offset + len(unlocked.raw))
+    return prefix
+
+
+def segments(f, unlocked: Unlocked) -> Iterator[tuple[int, object]]:
+    """Yields ``(encoding, data)`` per segment; ``f`` must be just after the
+    header. Raises at the first bad record, and on trailing data."""
+    h = unlocked.header
+    size = h.segment_size
+    count = max(1, -(-h.dump_size // size))
+    opener = SegmentOpener(payload_key(unlocked.data_key, h.salt), size)
+    for index in range(count):
+        last = index == count - 1
+        expected = h.dump_size - index * size if last else size
+        record = opener.read_record(f, index)
+        yield opener.open(index, record, last, expected)
+    if f.read(1):
+        raise IntegrityError(
+            "trailing data after the last segment (appended or tampered)"
+        )

@@ -1,0 +1,152 @@
+"""Sealing: a stream in, an envelope out, in constant memory."""
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from ..errors import UsageError
+from ..secret import Secret
+from ..wrapkey import WrappingKey
+from . import constants as c
+from . import format as fmt
+from .kdf import header_mac, payload_key
+from .stream import SegmentSealer, read_full
+
+
+class DumpTooLarge(Exception):
+    """Raised when ``max_size`` is passed and ``on_oversize`` is 'drop'."""
+
+
+@dataclass(frozen=True)
+class SealResult:
+    header: fmt.Header
+    dump_size: int
+    original_size: int
+    truncated: bool
+    stored_size: int
+
+
+def make_key_entries(
+    data_key: Secret, keys: Sequence[WrappingKey]
+) -> tuple[fmt.KeyEntry, ...]:
+    return tuple(
+        fmt.KeyEntry(k.kind, k.key_id, k.fingerprint, k.wrap(data_key)) for k in keys
+    )
+
+
+def sign(header: fmt.Header, data_key: Secret) -> bytes:
+    """Serializes ``header`` with its MAC computed under ``data_key``."""
+    unsigned = fmt.serialize(header.with_mac(b"\0" * c.MAC_LENGTH))
+    mac = header_mac(data_key, header.salt, unsigned[: -c.MAC_LENGTH])
+    return unsigned[: -c.MAC_LENGTH] + mac
+
+
+def seal_stream(
+    src,
+    dst,
+    keys: Sequence[WrappingKey],
+    *,
+    dump_type: int = c.DUMP_FILE,
+    metadata: dict | None = None,
+    prefix_length: int = 0,
+    segment_shift: int = c.DEFAULT_SEGMENT_SHIFT,
+    max_size: int | None = None,
+    on_oversize: str = "truncate",
+    level: int = 3,
+    rng: Callable[[int], bytes] = os.urandom,
+    progress: Callable[[int], None] | None = None,
+) -> SealResult:
+    """Reads ``src`` (a file or pipe) to its end and writes an envelope to
+    ``dst``, which must be seekable: the sizes are filled in at the end.
+
+    The first ``prefix_length`` bytes of ``src`` are copied in the clear and
+    authenticated. Beyond ``max_size`` plaintext bytes the dump is stored
+    truncated (the rest is read and counted, not kept) or, with
+    ``on_oversize='drop'``, ``DumpTooLarge`` is raised.
+    """
+    if not keys:
+        raise ValueError("sealing needs at least one wrapping key")
+    segment_size = 1 << segment_shift
+    prefix = _read_prefix(src, prefix_length)
+    data_key = Secret(rng(32))
+    salt = rng(c.SALT_LENGTH)
+    header = fmt.Header(
+        segment_shift=segment_shift,
+        salt=salt,
+        prefix_length=prefix_length,
+        prefix_digest=hashlib.sha256(prefix).digest(),
+        dump_size=0,
+        original_size=0,
+        flags=0,
+        dump_type=dump_type,
+        keys=make_key_entries(data_key, keys),
+        metadata=dict(metadata or {}),
+    )
+    start = dst.tell()
+    dst.write(prefix)
+    header_pos = dst.tell()
+    dst.write(fmt.serialize(header))  # placeholder, rewritten below
+
+    sealer = SegmentSealer(payload_key(data_key, salt), segment_size, level)
+    limit = c.MAX_DUMP_SIZE if max_size is None else max_size
+    cur, nxt = bytearray(segment_size), bytearray(segment_size)
+    cur_len = offered = read_full(src, cur)
+    index = kept = 0
+    while True:
+        take = min(cur_len, limit - kept)
+        nxt_len = 0
+        if take < cur_len:
+            _oversize(on_oversize, limit)
+            offered += _drain(src, nxt)
+        elif cur_len == segment_size:
+            nxt_len = read_full(src, nxt)
+            offered += nxt_len
+            if nxt_len and kept + take >= limit:
+                # The limit falls on a segment boundary: this one is last.
+                _oversize(on_oversize, limit)
+                offered += _drain(src, nxt)
+                nxt_len = 0
+        last = nxt_len == 0
+        dst.write(sealer.seal(index, memoryview(cur)[:take], last))
+        kept += take
+        if progress:
+            progress(kept)
+        if last:
+            break
+        index += 1
+        cur, nxt, cur_len = nxt, cur, nxt_len
+
+    truncated = kept < offered
+    flags = c.FLAG_TRUNCATED if truncated else 0
+    final = replace(header, dump_size=kept, original_size=offered, flags=flags)
+    signed = sign(final, data_key)
+    end = dst.tell()
+    dst.seek(header_pos)
+    dst.write(signed)
+    dst.seek(end)
+    return SealResult(fmt.parse(signed), kept, offered, truncated, end - start)
+
+
+def _oversize(on_oversize: str, limit: int) -> None:
+    if on_oversize == "drop":
+        raise DumpTooLarge(f"dump exceeds {limit} bytes")
+
+
+def _read_prefix(src, n: int) -> bytes:
+    if n < 0 or n > c.MAX_PREFIX_LENGTH:
+        raise UsageError("offset out of range")
+    buf = bytearray(n)
+    got = read_full(src, buf)
+    if got < n:
+        raise UsageError(f"offset {n} is past the end of the input ({got} bytes)")
+    return bytes(buf)
+
+
+def _drain(src, buf: bytearray) -> int:
+    total = 0
+    while True:
+        n = read_full(src, buf)
+        total += n
+        if n < len(buf):
+            return total

@@ -1,0 +1,146 @@
+"""Output files that appear whole or not at all.
+
+Outputs are written to an unnamed O_TMPFILE inode in the destination's
+directory and linked into place only after the last byte is verified, so a
+crash or kill -9 leaves nothing behind. Where the filesystem lacks
+O_TMPFILE, a named temporary file is used and removed on every error path.
+"""
+
+import contextlib
+import os
+import secrets
+import stat
+
+from .errors import CoresealError, UsageError
+
+
+def same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_output(in_path: str, out_path: str, force: bool) -> None:
+    """Refuses an output that is the input or exists, before anything is read."""
+    if same_file(in_path, out_path):
+        raise UsageError(f"{out_path} is the same file as the input")
+    if os.path.lexists(out_path) and not force:
+        raise UsageError(f"{out_path} exists", hint="use --force to replace it")
+    if os.path.isdir(out_path):
+        raise UsageError(f"{out_path} is a directory")
+
+
+class AtomicFile:
+    """A binary file that becomes ``path`` on ``commit()``, else vanishes."""
+
+    def __init__(self, path: str, *, replace: bool = False, mode: int = 0o600):
+        self.path = path
+        self.replace = replace
+        directory = os.path.dirname(os.path.abspath(path))
+        self._dir = directory
+        self._named = None
+        old = os.umask(0o077)
+        try:
+            try:
+                fd = os.open(directory, os.O_TMPFILE | os.O_RDWR, mode)
+            except (OSError, AttributeError):
+                self._named = os.path.join(
+                    directory, f".coreseal-tmp-{secrets.token_hex(6)}"
+                )
+                fd = os.open(
+                    self._named, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode
+                )
+        finally:
+            os.umask(old)
+        self.file = os.fdopen(fd, "w+b")
+        self.committed = False
+
+    def commit(self) -> None:
+        f = self.file
+        f.flush()
+        os.fsync(f.fileno())
+        if self._named is None:
+            self._link_tmpfile()
+        elif self.replace:
+            os.replace(self._named, self.path)
+        else:
+            os.link(self._named, self.path)
+            os.unlink(self._named)
+        self._named = None
+        self.committed = True
+        f.close()
+        _fsync_dir(self._dir)
+
+    def _link(self, name: str) -> None:
+        # A dir fd makes os.link use linkat(AT_SYMLINK_FOLLOW), which links
+        # the open inode behind /proc/self/fd/N rather than the magic link.
+        dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.link(f"/proc/self/fd/{self.file.fileno()}", os.path.basename(name),
+                    dst_dir_fd=dfd, follow_symlinks=True)
+        finally:
+            os.close(dfd)
+
+    def _link_tmpfile(self) -> None:
+        if not self.replace:
+            self._link(self.path)
+            return
+        tmp = os.path.join(self._dir, f".coreseal-tmp-{secrets.token_hex(6)}")
+        self._link(tmp)
+        try:
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if self._named:
+            with contextlib.suppress(OSError):
+                os.unlink(self._named)
+            self._named = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.committed:
+            self.abort()
+        return False
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: str) -> str:
+    """Creates ``path`` (and parents) as 0700 if missing; returns it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.stat(path)
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Writes a small private file atomically (config, secrets, state)."""
+    private_dir(os.path.dirname(os.path.abspath(path)))
+    with AtomicFile(path, replace=True) as out:
+        out.file.write(data)
+        out.commit()
+
+
+def read_fail_closed(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CoresealError(f"failed to read {path}: {e.strerror}") from None

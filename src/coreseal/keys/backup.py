@@ -1,0 +1,95 @@
+"""A provider's secret under a password: scrypt, then AES-256-GCM.
+
+File: one JSON object with the KDF parameters, salt, nonce and ciphertext.
+The parameters are bounded on reading, so a hostile file cannot make us
+spend unbounded memory or time.
+"""
+
+import base64
+import json
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from ..errors import CoresealError, WrongPassword
+from ..secret import Secret
+
+FORMAT = "coreseal-provider-backup"
+VERSION = 1
+SCRYPT_LOG_N = 17  # ~0.55 s and 128 MiB here (notes/performance.md)
+MIN_LOG_N, MAX_LOG_N = 15, 18
+MAX_FILE = 1 << 20
+
+
+def _key(password: Secret, salt: bytes, log_n: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=1 << log_n, r=8, p=1).derive(
+        password.reveal()
+    )
+
+
+def _aad(log_n: int) -> bytes:
+    return f"{FORMAT} v{VERSION} scrypt n=2^{log_n} r=8 p=1".encode()
+
+
+def protect(payload: bytes, password: Secret) -> bytes:
+    salt, nonce = os.urandom(16), os.urandom(12)
+    key = _key(password, salt, SCRYPT_LOG_N)
+    ct = AESGCM(key).encrypt(nonce, payload, _aad(SCRYPT_LOG_N))
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return (
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "kdf": {"name": "scrypt", "log_n": SCRYPT_LOG_N, "r": 8, "p": 1},
+                "salt": b64(salt),
+                "nonce": b64(nonce),
+                "ciphertext": b64(ct),
+            },
+            indent=1,
+        ).encode()
+        + b"\n"
+    )
+
+
+def unprotect(blob: bytes, password: Secret) -> bytes:
+    if len(blob) > MAX_FILE:
+        raise CoresealError("not a coreseal provider backup (too large)")
+    try:
+        obj = json.loads(blob)
+        if obj["format"] != FORMAT or obj["version"] != VERSION:
+            raise ValueError
+        kdf = obj["kdf"]
+        log_n = int(kdf["log_n"])
+        if kdf["name"] != "scrypt" or kdf["r"] != 8 or kdf["p"] != 1:
+            raise ValueError
+        salt = base64.b64decode(obj["salt"], validate=True)
+        nonce = base64.b64decode(obj["nonce"], validate=True)
+        ct = base64.b64decode(obj["ciphertext"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        raise CoresealError("not a coreseal provider backup") from None
+    if not MIN_LOG_N <= log_n <= MAX_LOG_N or len(nonce) != 12 or len(salt) < 16:
+        raise CoresealError("the backup's parameters are out of range")
+    try:
+        return AESGCM(_key(password, salt, log_n)).decrypt(nonce, ct, _aad(log_n))
+    except InvalidTag:
+        raise WrongPassword(
+            "wrong password, or the backup is damaged"
+        ) from None
+
+
+def read_password_file(path: str) -> Secret:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except OSError as e:
+        raise CoresealError(f"failed to read the password file: {e.strerror}") from None
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if data.endswith(b"\r"):
+        data = data[:-1]
+    if not data:
+        raise CoresealError("the password file is empty")
+    return Secret(data)
