@@ -3,6 +3,7 @@
 import click
 
 from .. import config, events
+from ..fsutil import private_dir
 from ..keys.cache import keyring_works, open_cache
 from ..keys.native import NativeProvider, state_path
 from ..wrapkey import KIND_HOST
@@ -41,6 +42,7 @@ def setup(provider_type: str, cache_backend: str) -> None:
     cfg["keys"]["host_key_id"] = key.key_id
     cfg["cache"]["backend"] = cache_backend
     config.save(paths, cfg)
+    private_dir(paths.dumps)
     open_cache(paths, cache_backend).put(key)
     events.record(paths, "sealed-mode-enabled", provider=provider_type,
                   key_id=key.key_id, cache=cache_backend)
