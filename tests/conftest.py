@@ -6,10 +6,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from helpers import run  # noqa: E402
-
 from coreseal.keys.cache import KeyringCache  # noqa: E402
 from coreseal.paths import resolve  # noqa: E402
+from helpers import run  # noqa: E402
 
 VECTORS = os.path.join(os.path.dirname(__file__), "vectors")
 

@@ -6,9 +6,9 @@ import pty
 import subprocess
 
 import pytest
-from helpers import COSEAL, assert_one_error_line, run
 
 from coreseal.errors import EXIT_FORMAT, EXIT_INTEGRITY, EXIT_KEY, EXIT_USAGE
+from helpers import COSEAL, assert_one_error_line, run
 
 
 @pytest.fixture
@@ -43,8 +43,12 @@ def test_extract_to_stdout_pipe(sealed_file):
 def test_extract_refuses_terminal(sealed_file, tmp_path):
     root, _, sealed = sealed_file
     primary, secondary = pty.openpty()
-    p = subprocess.run([COSEAL, "--root", root, "envelope", "extract", sealed, "-"],
-                       stdout=secondary, stderr=subprocess.PIPE, timeout=60)
+    p = subprocess.run(
+        [COSEAL, "--root", root, "envelope", "extract", sealed, "-"],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        timeout=60,
+    )
     os.close(secondary)
     os.close(primary)
     assert p.returncode == EXIT_USAGE
@@ -96,7 +100,8 @@ def test_existing_output(sealed_file, tmp_path):
     assert_one_error_line(r, EXIT_INTEGRITY, "failed authentication")
     assert out.read_bytes() == b"keep me"
     assert sorted(os.listdir(tmp_path)) == sorted(
-        ["plain.bin", "plain.cse", "exists", "bad.cse", "root"])
+        ["plain.bin", "plain.cse", "exists", "bad.cse", "root"]
+    )
     r = run(root, "envelope", "extract", "--force", sealed, out)
     assert r.code == 0 and out.read_bytes() == src.read_bytes()
 
@@ -113,8 +118,17 @@ def test_plain_prefix_and_hint(sealed_root, tmp_path):
     header = b"KDUMP   " + os.urandom(4088)
     src.write_bytes(header + b"kernel memory " * 50000)
     sealed = tmp_path / "vmcore.cse"
-    r = run(sealed_root, "envelope", "seal", "--type", "kernel", "--offset", 4096,
-            src, sealed)
+    r = run(
+        sealed_root,
+        "envelope",
+        "seal",
+        "--type",
+        "kernel",
+        "--offset",
+        4096,
+        src,
+        sealed,
+    )
     assert r.code == 0, r.err
     assert sealed.read_bytes()[:4096] == header  # readable by other tools
     d = run(sealed_root, "envelope", "describe", sealed)
@@ -123,8 +137,9 @@ def test_plain_prefix_and_hint(sealed_root, tmp_path):
     info = json.loads(d.out)
     assert info["plain_prefix_length"] == 4096 and info["dump_type"] == "kernel"
     out = tmp_path / "back"
-    assert run(sealed_root, "envelope", "extract", "--offset", 4096, sealed,
-               out).code == 0
+    assert (
+        run(sealed_root, "envelope", "extract", "--offset", 4096, sealed, out).code == 0
+    )
     assert out.read_bytes() == src.read_bytes()
     # One changed byte of the plain prefix makes extraction fail.
     blob = bytearray(sealed.read_bytes())

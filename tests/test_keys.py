@@ -5,19 +5,21 @@ import os
 import subprocess
 
 import pytest
-from conftest import write_config
-from helpers import assert_one_error_line, files_under, run
 
+from conftest import write_config
 from coreseal.errors import EXIT_KEY, EXIT_PASSWORD
 from coreseal.keys.cache import FileCache, KeyringCache
 from coreseal.keys.native import NativeProvider
 from coreseal.paths import resolve
 from coreseal.secret import Secret
 from coreseal.wrapkey import KIND_HOST, WrappingKey
+from helpers import assert_one_error_line, files_under, run
 
 
 def host_key_id(root) -> str:
-    rows = [json.loads(ln) for ln in run(root, "keys", "list", "--json").text.splitlines()]
+    rows = [
+        json.loads(ln) for ln in run(root, "keys", "list", "--json").text.splitlines()
+    ]
     return next(r["key_id"] for r in rows if r["host_key"])
 
 
@@ -31,8 +33,10 @@ def test_setup_creates_provider_host_key_and_cache(root):
     paths = resolve(str(root))
     assert KeyringCache(paths).get(key_id) is not None
     assert not any("keycache" in f for f in files_under(root))
-    keyctl = subprocess.run(["keyctl", "search", "@u", "user",
-                             f"coreseal:{paths.tag}:{key_id}"], capture_output=True)
+    keyctl = subprocess.run(
+        ["keyctl", "search", "@u", "user", f"coreseal:{paths.tag}:{key_id}"],
+        capture_output=True,
+    )
     assert keyctl.returncode == 0
     provider = NativeProvider.load(paths)
     key_bytes = provider.get_key(key_id).secret.reveal()
@@ -55,15 +59,18 @@ def test_forget_sync_missing(sealed_root, tmp_path):
     assert run(sealed_root, "keys", "missing", "--json").text == ""
     assert run(sealed_root, "keys", "forget").code == 0
     assert run(sealed_root, "keys", "list", "--json").text == ""
-    rows = [json.loads(ln) for ln in
-            run(sealed_root, "keys", "missing", "--json").text.splitlines()]
+    rows = [
+        json.loads(ln)
+        for ln in run(sealed_root, "keys", "missing", "--json").text.splitlines()
+    ]
     assert {r["file"] for r in rows} == {None, "core.x.1.cse"}
     assert all(r["reason"] == "not in the key cache" for r in rows)
     r = run(sealed_root, "keys", "sync")
     assert r.code == 0, r.err
     assert run(sealed_root, "keys", "missing", "--json").text == ""
-    synced = json.loads(run(sealed_root, "events", "--json", "--type",
-                            "keys-synced").text)
+    synced = json.loads(
+        run(sealed_root, "events", "--json", "--type", "keys-synced").text
+    )
     assert synced["loaded"] == 1 and synced["missing"] == []
 
 
@@ -80,14 +87,26 @@ def test_custom_key_with_same_id_is_detected(sealed_root, tmp_path):
     assert not (tmp_path / "out").exists()
     dumps = sealed_root / "var/lib/coreseal/dumps"
     os.replace(sealed, dumps / "core.f.2.cse")
-    rows = [json.loads(ln) for ln in
-            run(sealed_root, "keys", "missing", "--json").text.splitlines()]
-    assert rows == [{"file": "core.f.2.cse", "key_id": key_id, "what": "dump",
-                     "reason": "the cache holds a different key with this ID"}]
+    rows = [
+        json.loads(ln)
+        for ln in run(sealed_root, "keys", "missing", "--json").text.splitlines()
+    ]
+    assert rows == [
+        {
+            "file": "core.f.2.cse",
+            "key_id": key_id,
+            "what": "dump",
+            "reason": "the cache holds a different key with this ID",
+        }
+    ]
     r = run(sealed_root, "keys", "sync")
     assert "different key" in r.err and r.code == 0
-    assert run(sealed_root, "envelope", "extract", dumps / "core.f.2.cse",
-               tmp_path / "out").code == 0
+    assert (
+        run(
+            sealed_root, "envelope", "extract", dumps / "core.f.2.cse", tmp_path / "out"
+        ).code
+        == 0
+    )
 
 
 def test_backup_and_restore(sealed_root, tmp_path):
@@ -125,7 +144,9 @@ def test_backup_and_restore(sealed_root, tmp_path):
 def test_file_cache_backend(root, tmp_path):
     r = run(root, "setup", "--cache", "file")
     assert r.code == 0, r.err
-    rows = [json.loads(ln) for ln in run(root, "keys", "list", "--json").text.splitlines()]
+    rows = [
+        json.loads(ln) for ln in run(root, "keys", "list", "--json").text.splitlines()
+    ]
     assert rows[0]["cache"] == "file"
     cache_dir = root / "var/lib/coreseal/keycache"
     assert oct(os.stat(cache_dir).st_mode & 0o777) == "0o700"
@@ -137,16 +158,23 @@ def test_file_cache_backend(root, tmp_path):
 
 
 def test_unknown_key_id_is_reported_missing(sealed_root, tmp_path):
-    write_config(sealed_root, (sealed_root / "etc/coreseal/coreseal.toml").read_text()
-                 .replace("/host-1", "/host-9"))
+    write_config(
+        sealed_root,
+        (sealed_root / "etc/coreseal/coreseal.toml")
+        .read_text()
+        .replace("/host-1", "/host-9"),
+    )
     r = run(sealed_root, "keys", "sync")
     assert r.code == EXIT_KEY and "not found on the provider" in r.err
 
 
-@pytest.mark.parametrize("obj", [
-    Secret(b"k" * 32),
-    WrappingKey("coreseal:native/x/y", KIND_HOST, Secret(b"k" * 32)),
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        Secret(b"k" * 32),
+        WrappingKey("coreseal:native/x/y", KIND_HOST, Secret(b"k" * 32)),
+    ],
+)
 def test_secrets_have_redacted_repr(obj):
     assert "kkkk" not in repr(obj) and "6b6b" not in repr(obj)
     assert "kkkk" not in str(obj)

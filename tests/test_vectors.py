@@ -8,9 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import VECTORS, write_config
-from helpers import assert_one_error_line, files_under, run
 
+from conftest import VECTORS, write_config
 from coreseal.envelope.extract import extract_stream, open_envelope
 from coreseal.errors import (
     EXIT_FORMAT,
@@ -26,6 +25,7 @@ from coreseal.keys.cache import FileCache
 from coreseal.paths import resolve
 from coreseal.secret import Secret
 from coreseal.wrapkey import KIND_HOST, WrappingKey
+from helpers import assert_one_error_line, files_under, run
 
 CASES = sorted(glob.glob(os.path.join(VECTORS, "*.json")))
 EXCEPTIONS = {
@@ -35,9 +35,13 @@ EXCEPTIONS = {
     "integrity": IntegrityError,
     "key-mismatch": KeyMismatch,
 }
-EXIT = {"truncated": EXIT_FORMAT, "malformed": EXIT_FORMAT,
-        "not-an-envelope": EXIT_FORMAT, "integrity": EXIT_INTEGRITY,
-        "key-mismatch": EXIT_KEY}
+EXIT = {
+    "truncated": EXIT_FORMAT,
+    "malformed": EXIT_FORMAT,
+    "not-an-envelope": EXIT_FORMAT,
+    "integrity": EXIT_INTEGRITY,
+    "key-mismatch": EXIT_KEY,
+}
 
 
 def load(path):
@@ -63,9 +67,11 @@ def test_vector_library(path, tmp_path):
     key = key_of(meta)
     out = tmp_path / "out"
     with open(blob, "rb") as f, open(out, "wb") as o:
+
         def run_it():
-            u = open_envelope(f, meta["offset"], lambda kid: key if kid == key.key_id
-                              else None)
+            u = open_envelope(
+                f, meta["offset"], lambda kid: key if kid == key.key_id else None
+            )
             extract_stream(f, u, meta["offset"], o, sparse=True)
 
         if meta["expected"] == "ok":
@@ -101,8 +107,15 @@ def test_vector_cli(path, vector_root, tmp_path):
         data = out.read_bytes()
         assert hashlib.sha256(data).hexdigest() == meta["plaintext_sha256"]
         assert os.listdir(outdir) == ["dump"]
-        d = run(vector_root, "envelope", "describe", "--json", "--offset",
-                meta["offset"], blob)
+        d = run(
+            vector_root,
+            "envelope",
+            "describe",
+            "--json",
+            "--offset",
+            meta["offset"],
+            blob,
+        )
         assert d.code == 0
         info = json.loads(d.out)
         assert info["keys"][0]["key_id"] == meta["key_id"]
@@ -116,8 +129,11 @@ def test_vectors_are_reproducible(tmp_path):
     """The generator is deterministic: the committed bytes are what it makes
     (with the zstd the vectors were made with)."""
     script = os.path.join(os.path.dirname(VECTORS), "..", "scripts", "make_vectors.py")
-    subprocess.run([sys.executable, script, "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, script, "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     made = {os.path.basename(p) for p in files_under(tmp_path)}
     committed = {n for n in os.listdir(VECTORS) if n.endswith((".cse", ".json"))}
     assert made == committed

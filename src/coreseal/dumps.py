@@ -29,8 +29,11 @@ def find(paths: Paths, name: str) -> str:
     if os.path.exists(candidate):
         return candidate
     if name.isdigit():
-        matches = [d["path"] for d in list_dumps(paths)
-                   if d.get("metadata", {}).get("pid") == int(name)]
+        matches = [
+            d["path"]
+            for d in list_dumps(paths)
+            if d.get("metadata", {}).get("pid") == int(name)
+        ]
         if matches:
             return matches[-1]
     raise UsageError(f"no dump named {name}", hint="see 'coreseal list'")

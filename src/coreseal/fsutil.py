@@ -49,9 +49,7 @@ class AtomicFile:
                 self._named = os.path.join(
                     directory, f".coreseal-tmp-{secrets.token_hex(6)}"
                 )
-                fd = os.open(
-                    self._named, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode
-                )
+                fd = os.open(self._named, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
         finally:
             os.umask(old)
         self.file = os.fdopen(fd, "w+b")
@@ -78,8 +76,12 @@ class AtomicFile:
         # the open inode behind /proc/self/fd/N rather than the magic link.
         dfd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.link(f"/proc/self/fd/{self.file.fileno()}", os.path.basename(name),
-                    dst_dir_fd=dfd, follow_symlinks=True)
+            os.link(
+                f"/proc/self/fd/{self.file.fileno()}",
+                os.path.basename(name),
+                dst_dir_fd=dfd,
+                follow_symlinks=True,
+            )
         finally:
             os.close(dfd)
 

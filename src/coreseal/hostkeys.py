@@ -45,8 +45,14 @@ def missing(paths: Paths) -> list[dict]:
     out = []
     host = cfg["keys"]["host_key_id"]
     if host and cache.get(host) is None:
-        out.append({"file": None, "key_id": host, "reason": "not in the key cache",
-                    "what": "host key"})
+        out.append(
+            {
+                "file": None,
+                "key_id": host,
+                "reason": "not in the key cache",
+                "what": "host key",
+            }
+        )
     for d in list_dumps(paths):
         entries = d.get("keys", [])
         states = []
@@ -60,8 +66,14 @@ def missing(paths: Paths) -> list[dict]:
                 break
         else:
             for k, reason in states:
-                out.append({"file": d["file"], "key_id": k["key_id"],
-                            "reason": reason, "what": "dump"})
+                out.append(
+                    {
+                        "file": d["file"],
+                        "key_id": k["key_id"],
+                        "reason": reason,
+                        "what": "dump",
+                    }
+                )
     return out
 
 
@@ -77,15 +89,31 @@ def sync(paths: Paths) -> dict:
             key = provider.get_key(key_id)
         except KeyNotFound as e:
             not_found.append({"key_id": key_id, "reason": str(e), "dumps": len(files)})
-            events.record(paths, "key-missing", key_id=key_id, reason=str(e),
-                          dumps=len(files), during="sync")
+            events.record(
+                paths,
+                "key-missing",
+                key_id=key_id,
+                reason=str(e),
+                dumps=len(files),
+                during="sync",
+            )
             continue
         old = cache.get(key_id)
         if old is not None and old.secret != key.secret:
             replaced.append(key_id)
         cache.put(key)
         loaded.append(key_id)
-    events.record(paths, "keys-synced", loaded=len(loaded), replaced=replaced,
-                  missing=[m["key_id"] for m in not_found], cache=cache.backend)
-    return {"loaded": loaded, "replaced": replaced, "missing": not_found,
-            "cache": cache.backend}
+    events.record(
+        paths,
+        "keys-synced",
+        loaded=len(loaded),
+        replaced=replaced,
+        missing=[m["key_id"] for m in not_found],
+        cache=cache.backend,
+    )
+    return {
+        "loaded": loaded,
+        "replaced": replaced,
+        "missing": not_found,
+        "cache": cache.backend,
+    }

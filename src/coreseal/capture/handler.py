@@ -45,8 +45,15 @@ def capture(paths: Paths, src, meta: dict, dump_type: int = c.DUMP_PROCESS) -> d
     try:
         return _capture(paths, src, meta, dump_type)
     except Discarded as d:
-        events.record(paths, "dump-discarded", reason=str(d), name=meta.get("name"),
-                      pid=meta.get("pid"), signal=meta.get("signal"), **d.details)
+        events.record(
+            paths,
+            "dump-discarded",
+            reason=str(d),
+            name=meta.get("name"),
+            pid=meta.get("pid"),
+            signal=meta.get("signal"),
+            **d.details,
+        )
         raise
 
 
@@ -57,8 +64,13 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
         raise Discarded("sealed mode is not set up on this host")
     key = open_cache(paths, cfg["cache"]["backend"]).get(key_id)
     if key is None:
-        events.record(paths, "key-missing", key_id=key_id,
-                      reason="not in the key cache", during="capture")
+        events.record(
+            paths,
+            "key-missing",
+            key_id=key_id,
+            reason="not in the key cache",
+            during="capture",
+        )
         raise Discarded("the host key is not in the key cache", key_id=key_id)
     limits = cfg["storage"]
     directory = private_dir(paths.dumps)
@@ -86,13 +98,15 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
             )
             path = _commit_unique(out, directory, meta)
     except DumpTooLarge:
-        raise Discarded(f"the dump exceeds max_dump_size ({limits['max_dump_size']})",
-                        key_id=key_id) from None
+        raise Discarded(
+            f"the dump exceeds max_dump_size ({limits['max_dump_size']})", key_id=key_id
+        ) from None
     except StorageFull:
         raise Discarded("storage limits reached while writing", key_id=key_id) from None
     except OSError as e:
-        raise Discarded(f"failed to write the dump: {e.strerror}",
-                        key_id=key_id) from None
+        raise Discarded(
+            f"failed to write the dump: {e.strerror}", key_id=key_id
+        ) from None
     storage.prune(directory, limits, keep=path, size=result.stored_size)
     return events.record(
         paths,
@@ -144,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as e:  # noqa: BLE001 - the kernel shows nobody a traceback
         # AtomicFile has already dropped any partial output.
-        print(f"coreseal: error: dump discarded: {type(e).__name__}: {e}",
-              file=sys.stderr)
+        print(
+            f"coreseal: error: dump discarded: {type(e).__name__}: {e}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -90,8 +90,10 @@ def install(paths: Paths) -> dict:
         write_private(
             paths.handler_state,
             json.dumps(
-                {"core_pattern": current,
-                 "core_pipe_limit": int(_read(CORE_PIPE_LIMIT))}
+                {
+                    "core_pattern": current,
+                    "core_pipe_limit": int(_read(CORE_PIPE_LIMIT)),
+                }
             ).encode(),
         )
     os.makedirs(LAUNCHER_DIR, mode=0o755, exist_ok=True)

@@ -12,8 +12,13 @@ from .common import get_paths
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.option("--type", "dump_type", type=click.Choice(["process"]),
-              default="process", show_default=True)
+@click.option(
+    "--type",
+    "dump_type",
+    type=click.Choice(["process"]),
+    default="process",
+    show_default=True,
+)
 @click.argument("kernel_args", nargs=-1, metavar="PID UID GID SIGNAL TIME NAME")
 def capture(dump_type: str, kernel_args: tuple[str, ...]) -> int:
     """Seal a dump read from stdin (the kernel's %P %u %g %s %t %e)."""
@@ -23,8 +28,9 @@ def capture(dump_type: str, kernel_args: tuple[str, ...]) -> int:
         raise UsageError(str(e)) from None
     meta.update(metadata.from_proc(meta["pid"]))
     try:
-        event = handler.capture(get_paths(), sys.stdin.buffer, meta,
-                                c.DUMP_TYPE_BY_NAME[dump_type])
+        event = handler.capture(
+            get_paths(), sys.stdin.buffer, meta, c.DUMP_TYPE_BY_NAME[dump_type]
+        )
     except handler.Discarded as d:
         click.echo(f"coreseal: error: dump discarded: {d}", err=True)
         return 1

@@ -37,5 +37,6 @@ def human_size(n: int) -> str:
     return str(n)
 
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="JSON Lines output, one object per line.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="JSON Lines output, one object per line."
+)

@@ -57,13 +57,24 @@ def info(as_json: bool, dump: str) -> None:
         return
     meta = d["metadata"]
     click.echo(f"file: {path}")
-    for field in ("name", "pid", "uid", "gid", "signal", "time", "exe", "hostname",
-                  "cgroup"):
+    for field in (
+        "name",
+        "pid",
+        "uid",
+        "gid",
+        "signal",
+        "time",
+        "exe",
+        "hostname",
+        "cgroup",
+    ):
         if field in meta:
             click.echo(f"{field}: {meta[field]}")
     click.echo(f"dump type: {d['dump_type']}")
-    click.echo(f"size: {d['dump_size']} bytes"
-               + (f" (truncated from {d['original_size']})" if d["truncated"] else ""))
+    click.echo(
+        f"size: {d['dump_size']} bytes"
+        + (f" (truncated from {d['original_size']})" if d["truncated"] else "")
+    )
     for k in d["keys"]:
         click.echo(f"keyID: '{k['key_id']}' ({k['key_kind']} key, {d['key_state']})")
 

@@ -15,8 +15,12 @@ from ..fsutil import AtomicFile, check_output
 from .common import emit_json, get_paths, human_size, info, json_option
 
 offset_option = click.option(
-    "--offset", default=0, show_default=True, type=click.IntRange(0, c.MAX_PREFIX_LENGTH),
-    metavar="N", help="The envelope starts after N plain bytes (e.g. 4096).",
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, c.MAX_PREFIX_LENGTH),
+    metavar="N",
+    help="The envelope starts after N plain bytes (e.g. 4096).",
 )
 force_option = click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 
@@ -36,8 +40,10 @@ def _open_input(path: str):
 def print_description(d: dict, out=click.echo) -> None:
     out("sealed: yes")
     out(f"format: coreseal envelope v{d['format_version']}")
-    out(f"cipher: {d['cipher']}, compression: {d['compression']}, "
-        f"segments of {human_size(d['segment_size'])}")
+    out(
+        f"cipher: {d['cipher']}, compression: {d['compression']}, "
+        f"segments of {human_size(d['segment_size'])}"
+    )
     out(f"dump type: {d['dump_type']}")
     size = f"{d['dump_size']} bytes"
     if d["truncated"]:
@@ -45,8 +51,10 @@ def print_description(d: dict, out=click.echo) -> None:
     out(f"dump size: {size}")
     out(f"plain prefix: {d['plain_prefix_length']} bytes")
     for k in d["keys"]:
-        out(f"keyID: '{k['key_id']}' kind: {k['key_kind']} "
-            f"fingerprint: {k['fingerprint']}")
+        out(
+            f"keyID: '{k['key_id']}' kind: {k['key_kind']} "
+            f"fingerprint: {k['fingerprint']}"
+        )
     for key in sorted(d["metadata"]):
         out(f"metadata: {key}={d['metadata'][key]}")
 
@@ -89,8 +97,10 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
     paths = get_paths()
     if out == "-":
         if sys.stdout.isatty():
-            raise UsageError("refusing to write a dump to a terminal",
-                             hint="redirect stdout, or give a file name")
+            raise UsageError(
+                "refusing to write a dump to a terminal",
+                hint="redirect stdout, or give a file name",
+            )
     else:
         check_output(src, out, force)
     with _open_input(src) as f:
@@ -104,10 +114,16 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
             with AtomicFile(out, replace=force) as dst:
                 size = extract_stream(f, unlocked, offset, dst.file, sparse=True)
                 dst.commit()
-    events.record(paths, "dump-decrypted", file=os.path.abspath(src),
-                  key_id=unlocked.entry.key_id, by_uid=os.getuid(),
-                  by_user=os.environ.get("SUDO_USER") or os.environ.get("USER"),
-                  output=out if out == "-" else os.path.abspath(out), size=size)
+    events.record(
+        paths,
+        "dump-decrypted",
+        file=os.path.abspath(src),
+        key_id=unlocked.entry.key_id,
+        by_uid=os.getuid(),
+        by_user=os.environ.get("SUDO_USER") or os.environ.get("USER"),
+        output=out if out == "-" else os.path.abspath(out),
+        size=size,
+    )
     if out != "-":
         info(f"extracted {size} bytes to {out}")
     return 0
@@ -116,8 +132,14 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
 @envelope.command()
 @offset_option
 @force_option
-@click.option("--type", "dump_type", type=click.Choice(["process", "kernel", "file"]),
-              default="file", show_default=True, help="What kind of dump IN is.")
+@click.option(
+    "--type",
+    "dump_type",
+    type=click.Choice(["process", "kernel", "file"]),
+    default="file",
+    show_default=True,
+    help="What kind of dump IN is.",
+)
 @click.argument("src", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
 def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
@@ -132,21 +154,30 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
     key_id = cfg["keys"]["host_key_id"]
     key = hostkeys.cache_for(paths, cfg).get(key_id)
     if key is None:
-        raise KeyUnavailable(f"the host key {key_id} is not in the key cache",
-                             hint="run 'coreseal keys sync'")
+        raise KeyUnavailable(
+            f"the host key {key_id} is not in the key cache",
+            hint="run 'coreseal keys sync'",
+        )
     meta = {"source": os.path.basename(src) if src != "-" else "stdin"}
     infile = sys.stdin.buffer if src == "-" else _open_input(src)
     try:
         with AtomicFile(out, replace=force) as dst:
-            result = seal_stream(infile, dst.file, [key], metadata=meta,
-                                 dump_type=c.DUMP_TYPE_BY_NAME[dump_type],
-                                 prefix_length=offset)
+            result = seal_stream(
+                infile,
+                dst.file,
+                [key],
+                metadata=meta,
+                dump_type=c.DUMP_TYPE_BY_NAME[dump_type],
+                prefix_length=offset,
+            )
             dst.commit()
     finally:
         if infile is not sys.stdin.buffer:
             infile.close()
-    info(f"sealed {result.dump_size} bytes into {out} "
-         f"({result.stored_size} bytes) under {key.key_id}")
+    info(
+        f"sealed {result.dump_size} bytes into {out} "
+        f"({result.stored_size} bytes) under {key.key_id}"
+    )
     return 0
 
 

@@ -9,8 +9,13 @@ from .common import emit_json, get_paths, json_option
 @click.command()
 @json_option
 @click.option("--since", metavar="T", help="Only events at or after T (ISO 8601, UTC).")
-@click.option("--type", "type_", type=click.Choice(journal.TYPES), metavar="TYPE",
-              help="Only events of this type.")
+@click.option(
+    "--type",
+    "type_",
+    type=click.Choice(journal.TYPES),
+    metavar="TYPE",
+    help="Only events of this type.",
+)
 def events(as_json: bool, since: str | None, type_: str | None) -> None:
     """Show recorded events, oldest first."""
     if since and "T" not in since:

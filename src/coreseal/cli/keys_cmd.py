@@ -23,9 +23,13 @@ def list_keys(as_json: bool) -> None:
     if not as_json:
         click.echo(f"key cache: {cache.backend} ({len(found)} keys)")
     for k in sorted(found, key=lambda k: k.key_id):
-        row = {"key_id": k.key_id, "key_kind": k.kind_name,
-               "fingerprint": k.fingerprint.hex(), "cache": cache.backend,
-               "host_key": k.key_id == host}
+        row = {
+            "key_id": k.key_id,
+            "key_kind": k.kind_name,
+            "fingerprint": k.fingerprint.hex(),
+            "cache": cache.backend,
+            "host_key": k.key_id == host,
+        }
         if as_json:
             emit_json(row)
         else:
@@ -46,12 +50,16 @@ def sync() -> None:
     """Reload every key this host needs from the provider."""
     result = hostkeys.sync(get_paths())
     for key_id in result["replaced"]:
-        warn(f"the cache held a different key under {key_id}; replaced it "
-             "with the provider's")
+        warn(
+            f"the cache held a different key under {key_id}; replaced it "
+            "with the provider's"
+        )
     for m in result["missing"]:
         warn(f"{m['key_id']}: {m['reason']}")
-    info(f"loaded {len(result['loaded'])} keys into the {result['cache']} cache, "
-         f"{len(result['missing'])} missing")
+    info(
+        f"loaded {len(result['loaded'])} keys into the {result['cache']} cache, "
+        f"{len(result['missing'])} missing"
+    )
     return 5 if result["missing"] else 0
 
 

@@ -19,9 +19,15 @@ Exit codes:
 """
 
 
-@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", envvar="CORESEAL_ROOT", metavar="DIR",
-              help="Keep config and state under DIR (default /). Env: CORESEAL_ROOT.")
+@click.group(
+    epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--root",
+    envvar="CORESEAL_ROOT",
+    metavar="DIR",
+    help="Keep config and state under DIR (default /). Env: CORESEAL_ROOT.",
+)
 @click.version_option(package_name="coreseal")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None) -> None:
@@ -31,11 +37,27 @@ def cli(ctx: click.Context, root: str | None) -> None:
 
 
 def _register() -> None:
-    from . import dumps_cmd, envelope_cmd, events_cmd, handler_cmd, keys_cmd
-    from . import capture_cmd, provider_cmd, setup_cmd
+    from . import (
+        capture_cmd,
+        dumps_cmd,
+        envelope_cmd,
+        events_cmd,
+        handler_cmd,
+        keys_cmd,
+        provider_cmd,
+        setup_cmd,
+    )
 
-    for module in (setup_cmd, provider_cmd, keys_cmd, handler_cmd, capture_cmd,
-                   events_cmd, dumps_cmd, envelope_cmd):
+    for module in (
+        setup_cmd,
+        provider_cmd,
+        keys_cmd,
+        handler_cmd,
+        capture_cmd,
+        events_cmd,
+        dumps_cmd,
+        envelope_cmd,
+    ):
         module.register(cli)
 
 

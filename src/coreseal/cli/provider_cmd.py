@@ -11,7 +11,9 @@ from ..keys.native import NativeProvider, state_path
 from .common import get_paths, info
 
 password_file = click.option(
-    "--password-file", required=True, type=click.Path(dir_okay=False),
+    "--password-file",
+    required=True,
+    type=click.Path(dir_okay=False),
     help="File holding the password (one line); never on the command line.",
 )
 
@@ -47,7 +49,9 @@ def restore(password_file: str, force: bool, src: str) -> None:
     paths = get_paths()
     with open(src, "rb") as f:
         blob = f.read((1 << 20) + 1)
-    state = NativeProvider.from_bytes(unprotect(blob, read_password_file(password_file)))
+    state = NativeProvider.from_bytes(
+        unprotect(blob, read_password_file(password_file))
+    )
     if os.path.exists(state_path(paths)) and not force:
         current = NativeProvider.load(paths)
         if current.provider_id != state.provider_id:

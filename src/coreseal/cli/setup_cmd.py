@@ -13,12 +13,23 @@ HOST_KEY_NAME = "host-1"
 
 
 @click.command()
-@click.option("--provider", "provider_type", type=click.Choice(["native"]),
-              default="native", show_default=True, help="Where keys come from.")
-@click.option("--cache", "cache_backend", type=click.Choice(["auto", "keyring", "file"]),
-              default="auto", show_default=True,
-              help="Key cache: the kernel keyring (memory only) or a root-only "
-                   "directory; auto picks the keyring when the kernel allows.")
+@click.option(
+    "--provider",
+    "provider_type",
+    type=click.Choice(["native"]),
+    default="native",
+    show_default=True,
+    help="Where keys come from.",
+)
+@click.option(
+    "--cache",
+    "cache_backend",
+    type=click.Choice(["auto", "keyring", "file"]),
+    default="auto",
+    show_default=True,
+    help="Key cache: the kernel keyring (memory only) or a root-only "
+    "directory; auto picks the keyring when the kernel allows.",
+)
 def setup(provider_type: str, cache_backend: str) -> None:
     """Put this host in sealed mode with the built-in native key provider."""
     import os
@@ -44,8 +55,13 @@ def setup(provider_type: str, cache_backend: str) -> None:
     config.save(paths, cfg)
     private_dir(paths.dumps)
     open_cache(paths, cache_backend).put(key)
-    events.record(paths, "sealed-mode-enabled", provider=provider_type,
-                  key_id=key.key_id, cache=cache_backend)
+    events.record(
+        paths,
+        "sealed-mode-enabled",
+        provider=provider_type,
+        key_id=key.key_id,
+        cache=cache_backend,
+    )
     click.echo(f"sealed mode: enabled (root {paths.root})")
     click.echo(f"host key: {key.key_id}")
     click.echo(f"key cache: {cache_backend}")

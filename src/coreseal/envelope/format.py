@@ -89,8 +89,14 @@ def serialize(h: Header) -> bytes:
     meta = encode_metadata(h.metadata)
     out += struct.pack(">H", len(meta)) + meta + h.mac
     _PREAMBLE.pack_into(
-        out, 0, c.MAGIC, c.VERSION, c.CIPHER_AES_256_GCM, c.COMPRESSION_ZSTD,
-        h.segment_shift, len(out),
+        out,
+        0,
+        c.MAGIC,
+        c.VERSION,
+        c.CIPHER_AES_256_GCM,
+        c.COMPRESSION_ZSTD,
+        h.segment_shift,
+        len(out),
     )
     _check(h, len(out), len(meta))
     return bytes(out)

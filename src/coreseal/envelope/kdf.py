@@ -11,9 +11,9 @@ from . import constants as c
 
 
 def _derive(data_key: Secret, salt: bytes, info: bytes) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=salt, info=info
-    ).derive(data_key.reveal())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(
+        data_key.reveal()
+    )
 
 
 def payload_key(data_key: Secret, salt: bytes) -> bytes:

@@ -37,7 +37,8 @@ def read_header(f, offset: int = 0) -> tuple[fmt.Header, bytes]:
     pre = _read_exact(f, c.PREAMBLE_LENGTH)
     if not pre:
         raise NotAnEnvelope(
-            "not a coreseal envelope (empty)" if offset == 0
+            "not a coreseal envelope (empty)"
+            if offset == 0
             else f"nothing at offset {offset}: past the end of the file"
         )
     _, length = fmt.parse_preamble(pre)

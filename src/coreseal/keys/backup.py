@@ -75,9 +75,7 @@ def unprotect(blob: bytes, password: Secret) -> bytes:
     try:
         return AESGCM(_key(password, salt, log_n)).decrypt(nonce, ct, _aad(log_n))
     except InvalidTag:
-        raise WrongPassword(
-            "wrong password, or the backup is damaged"
-        ) from None
+        raise WrongPassword("wrong password, or the backup is damaged") from None
 
 
 def read_password_file(path: str) -> Secret:

@@ -29,7 +29,9 @@ class Keyring:
     def __init__(self):
         nums = _SYSCALLS.get(platform.machine())
         if nums is None:
-            raise KeyringUnavailable(f"no keyring syscalls known for {platform.machine()}")
+            raise KeyringUnavailable(
+                f"no keyring syscalls known for {platform.machine()}"
+            )
         self._add, self._ctl = nums
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._libc.syscall.restype = ctypes.c_long
@@ -44,18 +46,28 @@ class Keyring:
     def add(self, description: str, payload: bytes) -> int:
         buf = ctypes.create_string_buffer(payload, len(payload))
         serial = self._call(
-            self._add, b"user", description.encode(), buf, ctypes.c_size_t(len(payload)),
+            self._add,
+            b"user",
+            description.encode(),
+            buf,
+            ctypes.c_size_t(len(payload)),
             ctypes.c_int(KEY_SPEC_USER_KEYRING),
         )
         ctypes.memset(buf, 0, len(payload))
-        self._call(self._ctl, KEYCTL_SETPERM, ctypes.c_long(serial), ctypes.c_long(PERM))
+        self._call(
+            self._ctl, KEYCTL_SETPERM, ctypes.c_long(serial), ctypes.c_long(PERM)
+        )
         return serial
 
     def search(self, description: str) -> int | None:
         try:
             return self._call(
-                self._ctl, KEYCTL_SEARCH, ctypes.c_int(KEY_SPEC_USER_KEYRING),
-                b"user", description.encode(), ctypes.c_long(0),
+                self._ctl,
+                KEYCTL_SEARCH,
+                ctypes.c_int(KEY_SPEC_USER_KEYRING),
+                b"user",
+                description.encode(),
+                ctypes.c_long(0),
             )
         except OSError as e:
             if e.errno in (errno.ENOKEY, errno.EKEYREVOKED, errno.EKEYEXPIRED):
@@ -66,8 +78,9 @@ class Keyring:
         size = 256
         while True:
             buf = ctypes.create_string_buffer(size)
-            n = self._call(self._ctl, KEYCTL_READ, ctypes.c_long(serial), buf,
-                           ctypes.c_long(size))
+            n = self._call(
+                self._ctl, KEYCTL_READ, ctypes.c_long(serial), buf, ctypes.c_long(size)
+            )
             if n <= size:
                 data = buf.raw[:n]
                 ctypes.memset(buf, 0, size)
@@ -76,15 +89,22 @@ class Keyring:
 
     def describe(self, serial: int) -> str:
         buf = ctypes.create_string_buffer(4096)
-        n = self._call(self._ctl, KEYCTL_DESCRIBE, ctypes.c_long(serial), buf,
-                       ctypes.c_long(4096))
+        n = self._call(
+            self._ctl, KEYCTL_DESCRIBE, ctypes.c_long(serial), buf, ctypes.c_long(4096)
+        )
         return buf.raw[: max(0, n - 1)].decode(errors="replace")
 
     def members(self) -> list[int]:
         raw = self.read(KEY_SPEC_USER_KEYRING & 0xFFFFFFFF)
-        return [int.from_bytes(raw[i : i + 4], "little", signed=True)
-                for i in range(0, len(raw), 4)]
+        return [
+            int.from_bytes(raw[i : i + 4], "little", signed=True)
+            for i in range(0, len(raw), 4)
+        ]
 
     def unlink(self, serial: int) -> None:
-        self._call(self._ctl, KEYCTL_UNLINK, ctypes.c_long(serial),
-                   ctypes.c_int(KEY_SPEC_USER_KEYRING))
+        self._call(
+            self._ctl,
+            KEYCTL_UNLINK,
+            ctypes.c_long(serial),
+            ctypes.c_int(KEY_SPEC_USER_KEYRING),
+        )
