@@ -36,11 +36,6 @@ def from_proc(pid: int) -> dict:
             out["cgroup"] = f.read(4096).strip().splitlines()[-1][:1024]
     except (OSError, IndexError):
         pass
-    try:
-        with open(f"{base}/comm") as f:
-            out["name"] = f.read(64).strip() or None
-    except OSError:
-        pass
     return {k: v for k, v in out.items() if v}
 
 

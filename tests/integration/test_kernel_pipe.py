@@ -1,0 +1,143 @@
+"""The real kernel pipe: processes crash, the kernel runs the handler, the
+dump is sealed, and gdb reads it back once extracted.
+
+These tests change kernel.core_pattern, which is global to the machine:
+each saves and restores it, and they must never run in parallel."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from helpers import files_under, run
+
+MARKER = b"CORESEAL-MARKER-a41c93e0"
+HERE = os.path.dirname(__file__)
+PATTERN = "/proc/sys/kernel/core_pattern"
+PIPE_LIMIT = "/proc/sys/kernel/core_pipe_limit"
+
+pytestmark = pytest.mark.kernel
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+@pytest.fixture(scope="module")
+def crasher(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("bin") / "crasher"
+    subprocess.run(
+        ["gcc", "-g", "-O0", "-o", exe, os.path.join(HERE, "crash.c")], check=True
+    )
+    return exe
+
+
+@pytest.fixture
+def handler(sealed_root):
+    saved = read(PATTERN), read(PIPE_LIMIT)
+    try:
+        r = run(sealed_root, "handler", "install")
+        assert r.code == 0, r.err
+        assert read(PATTERN).startswith("|/usr/local/libexec/coreseal/h-")
+        yield sealed_root
+        r = run(sealed_root, "handler", "uninstall")
+        assert r.code == 0, r.err
+        assert (read(PATTERN), read(PIPE_LIMIT)) == saved
+    finally:
+        write(PATTERN, saved[0])
+        write(PIPE_LIMIT, saved[1])
+
+
+def crash(exe, *args):
+    """Runs the crasher with core dumps on; stdout is piped only for 'wait'."""
+    out = subprocess.PIPE if args else subprocess.DEVNULL
+    return subprocess.Popen(
+        ["bash", "-c", 'ulimit -c unlimited; exec "$0" "$@"', exe, *args], stdout=out
+    )
+
+
+def events(root, type_):
+    out = run(root, "events", "--json", "--type", type_).text
+    return [json.loads(ln) for ln in out.splitlines()]
+
+
+def wait_for(root, type_, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = events(root, type_)
+        if len(found) >= count:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} {type_} events after {timeout}s")
+
+
+def assert_no_plaintext(root):
+    for f in files_under(root):
+        with open(f, "rb") as fh:
+            data = fh.read()
+        assert MARKER not in data, f
+        assert b"\x7fELF" not in data, f
+
+
+def test_crash_is_sealed_and_debuggable(handler, crasher, tmp_path):
+    p = crash(crasher)
+    assert p.wait(timeout=60) == -signal.SIGSEGV
+    (ev,) = wait_for(handler, "dump-sealed", 1)
+    host = json.loads(run(handler, "keys", "list", "--json").text)["key_id"]
+    assert ev["key_id"] == host and ev["signal"] == signal.SIGSEGV
+    assert ev["pid"] > 0 and ev["name"] == "crasher"
+    dumps = handler / "var/lib/coreseal/dumps"
+    assert os.listdir(dumps) == [ev["file"]]
+    assert_no_plaintext(handler)
+    info = json.loads(run(handler, "info", "--json", ev["file"]).text)
+    assert info["metadata"]["exe"] == str(crasher)
+    core = tmp_path / "core"
+    r = run(handler, "envelope", "extract", dumps / ev["file"], core)
+    assert r.code == 0, r.err
+    assert core.read_bytes()[:4] == b"\x7fELF"
+    gdb = subprocess.run(
+        ["gdb", "-batch", "-ex", "bt", str(crasher), str(core)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "coreseal_crash_here" in gdb.stdout, gdb.stdout + gdb.stderr
+    (dec,) = events(handler, "dump-decrypted")
+    assert dec["key_id"] == host and dec["file"].endswith(ev["file"])
+
+
+def test_missing_key_discards_then_sync_restores(handler, crasher):
+    assert run(handler, "keys", "forget").code == 0
+    assert crash(crasher).wait(timeout=60) == -signal.SIGSEGV
+    (ev,) = wait_for(handler, "dump-discarded", 1)
+    assert "key cache" in ev["reason"]
+    assert os.listdir(handler / "var/lib/coreseal/dumps") == []
+    assert_no_plaintext(handler)
+    assert run(handler, "keys", "sync").code == 0
+    assert crash(crasher).wait(timeout=60) == -signal.SIGSEGV
+    wait_for(handler, "dump-sealed", 1)
+    assert len(os.listdir(handler / "var/lib/coreseal/dumps")) == 1
+
+
+def test_ten_crashes_at_once(handler, crasher):
+    procs = [crash(crasher, "wait") for _ in range(10)]
+    for p in procs:
+        assert p.stdout.readline().endswith(b"ready\n")
+    for p in procs:
+        os.kill(p.pid, signal.SIGSEGV)
+    for p in procs:
+        assert p.wait(timeout=120) == -signal.SIGSEGV
+        p.stdout.close()
+    sealed = wait_for(handler, "dump-sealed", 10, timeout=120)
+    assert len(sealed) == 10
+    assert {e["pid"] for e in sealed} == {p.pid for p in procs}
+    assert len(os.listdir(handler / "var/lib/coreseal/dumps")) == 10
+    assert_no_plaintext(handler)
