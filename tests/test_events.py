@@ -1,0 +1,42 @@
+"""The journal under concurrent writers, and its filters."""
+
+import json
+import multiprocessing
+
+from helpers import run
+
+from coreseal import events
+from coreseal.paths import resolve
+
+
+def _writer(root: str, n: int) -> None:
+    paths = resolve(root)
+    for i in range(n):
+        events.record(paths, "dump-discarded", reason="test", i=i)
+
+
+def test_concurrent_writers_lose_nothing(root):
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(root), 50)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = events.query(resolve(str(root)))
+    assert len(rows) == 300
+
+
+def test_filters_and_json_lines(root):
+    paths = resolve(str(root))
+    events.record(paths, "keys-synced", loaded=1)
+    first = events.query(paths)[0]["time"]
+    events.record(paths, "dump-discarded", reason="x")
+    out = run(root, "events", "--json", "--type", "dump-discarded").text.splitlines()
+    assert [json.loads(ln)["type"] for ln in out] == ["dump-discarded"]
+    out = run(root, "events", "--json", "--since", first).text.splitlines()
+    assert len(out) == 2
+    out = run(root, "events", "--json", "--since", "2999-01-01").text
+    assert out == ""
+    bad = run(root, "events", "--type", "nonsense")
+    assert bad.code == 2
