@@ -14,7 +14,7 @@ import pytest
 from helpers import files_under, run
 
 MARKER = b"CORESEAL-MARKER-a41c93e0"
-HERE = os.path.dirname(__file__)
+CRASH_C = os.path.join(os.path.dirname(__file__), "..", "..", "demo", "crash.c")
 PATTERN = "/proc/sys/kernel/core_pattern"
 PIPE_LIMIT = "/proc/sys/kernel/core_pipe_limit"
 
@@ -35,7 +35,7 @@ def write(path, value):
 def crasher(tmp_path_factory):
     exe = tmp_path_factory.mktemp("bin") / "crasher"
     subprocess.run(
-        ["gcc", "-g", "-O0", "-o", exe, os.path.join(HERE, "crash.c")], check=True
+        ["gcc", "-g", "-O0", "-o", exe, CRASH_C], check=True
     )
     return exe
 
