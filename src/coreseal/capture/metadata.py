@@ -5,7 +5,6 @@ environment, no memory maps (they may hold secrets).
 """
 
 import os
-import socket
 from datetime import UTC, datetime
 
 
@@ -40,4 +39,6 @@ def from_proc(pid: int) -> dict:
 
 
 def hostname() -> str:
-    return socket.gethostname()[:255]
+    # os.uname, not socket.gethostname: the socket module costs the
+    # crashing process ~6 ms of handler start-up.
+    return os.uname().nodename[:255]

@@ -11,11 +11,10 @@ from ..wrapkey import WrappingKey
 from . import constants as c
 from . import format as fmt
 from .kdf import header_mac, payload_key
-from .stream import SegmentSealer, read_full
+from .pipeline import DumpTooLarge, SegmentReader, default_threads, seal_segments
+from .stream import read_full
 
-
-class DumpTooLarge(Exception):
-    """Raised when ``max_size`` is passed and ``on_oversize`` is 'drop'."""
+__all__ = ["DumpTooLarge", "SealResult", "seal_stream", "sign"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,7 @@ def seal_stream(
     level: int = 3,
     rng: Callable[[int], bytes] = os.urandom,
     progress: Callable[[int], None] | None = None,
+    threads: int = 0,
 ) -> SealResult:
     """Reads ``src`` (a file or pipe) to its end and writes an envelope to
     ``dst``, which must be seekable: the sizes are filled in at the end.
@@ -63,7 +63,8 @@ def seal_stream(
     The first ``prefix_length`` bytes of ``src`` are copied in the clear and
     authenticated. Beyond ``max_size`` plaintext bytes the dump is stored
     truncated (the rest is read and counted, not kept) or, with
-    ``on_oversize='drop'``, ``DumpTooLarge`` is raised.
+    ``on_oversize='drop'``, ``DumpTooLarge`` is raised. ``threads`` 0 means
+    one worker per available core.
     """
     if not keys:
         raise ValueError("sealing needs at least one wrapping key")
@@ -88,34 +89,17 @@ def seal_stream(
     header_pos = dst.tell()
     dst.write(fmt.serialize(header))  # placeholder, rewritten below
 
-    sealer = SegmentSealer(payload_key(data_key, salt), segment_size, level)
     limit = c.MAX_DUMP_SIZE if max_size is None else max_size
-    cur, nxt = bytearray(segment_size), bytearray(segment_size)
-    cur_len = offered = read_full(src, cur)
-    index = kept = 0
-    while True:
-        take = min(cur_len, limit - kept)
-        nxt_len = 0
-        if take < cur_len:
-            _oversize(on_oversize, limit)
-            offered += _drain(src, nxt)
-        elif cur_len == segment_size:
-            nxt_len = read_full(src, nxt)
-            offered += nxt_len
-            if nxt_len and kept + take >= limit:
-                # The limit falls on a segment boundary: this one is last.
-                _oversize(on_oversize, limit)
-                offered += _drain(src, nxt)
-                nxt_len = 0
-        last = nxt_len == 0
-        dst.write(sealer.seal(index, memoryview(cur)[:take], last))
-        kept += take
-        if progress:
-            progress(kept)
-        if last:
-            break
-        index += 1
-        cur, nxt, cur_len = nxt, cur, nxt_len
+    reader = SegmentReader(src, segment_size, limit, on_oversize)
+    seal_segments(
+        reader,
+        dst,
+        payload_key(data_key, salt),
+        level,
+        threads or default_threads(),
+        progress,
+    )
+    kept, offered = reader.kept, reader.offered
 
     truncated = kept < offered
     flags = c.FLAG_TRUNCATED if truncated else 0
@@ -128,11 +112,6 @@ def seal_stream(
     return SealResult(fmt.parse(signed), kept, offered, truncated, end - start)
 
 
-def _oversize(on_oversize: str, limit: int) -> None:
-    if on_oversize == "drop":
-        raise DumpTooLarge(f"dump exceeds {limit} bytes")
-
-
 def _read_prefix(src, n: int) -> bytes:
     if n < 0 or n > c.MAX_PREFIX_LENGTH:
         raise UsageError("offset out of range")
@@ -141,12 +120,3 @@ def _read_prefix(src, n: int) -> bytes:
     if got < n:
         raise UsageError(f"offset {n} is past the end of the input ({got} bytes)")
     return bytes(buf)
-
-
-def _drain(src, buf: bytearray) -> int:
-    total = 0
-    while True:
-        n = read_full(src, buf)
-        total += n
-        if n < len(buf):
-            return total

@@ -16,6 +16,9 @@ from . import constants as c
 
 _LEN = struct.Struct(">I")
 _COUNT = struct.Struct(">I")
+PROBE = 4096
+RAW = bytes([c.ENCODING_RAW])
+ZSTD = bytes([c.ENCODING_ZSTD])
 
 
 def nonce(index: int, last: bool) -> bytes:
@@ -31,21 +34,35 @@ class SegmentSealer:
     def __init__(self, payload_key: bytes, segment_size: int, level: int = 3):
         self._aead = AESGCM(payload_key)
         self._zstd = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self._probe = zstandard.ZstdCompressor(level=1, write_content_size=False)
         self._zeros = bytes(segment_size)
         self.segment_size = segment_size
+
+    def _looks_incompressible(self, data) -> bool:
+        """Compresses three 4 KiB samples at level 1: random bytes, or data
+        already compressed or encrypted, do not shrink, and compressing the
+        whole segment would be time spent for nothing."""
+        n = len(data)
+        if n < 16 * PROBE:
+            return False
+        mid = n // 2
+        sample = b"".join((data[:PROBE], data[mid : mid + PROBE], data[n - PROBE :]))
+        return len(self._probe.compress(sample)) > 0.97 * len(sample)
 
     def seal(self, index: int, data, last: bool) -> bytes:
         n = len(data)
         if n > self.segment_size:
             raise ValueError("segment larger than the segment size")
-        if n and data == self._zeros[:n]:
+        if n and data == (self._zeros if n == self.segment_size else self._zeros[:n]):
             plain = bytes([c.ENCODING_ZEROS]) + _COUNT.pack(n)
+        elif not n or self._looks_incompressible(data):
+            plain = RAW + data
         else:
-            packed = self._zstd.compress(data) if n else b""
-            if n and len(packed) < n:
-                plain = bytes([c.ENCODING_ZSTD]) + packed
+            packed = self._zstd.compress(data)
+            if len(packed) < n:
+                plain = ZSTD + packed
             else:
-                plain = bytes([c.ENCODING_RAW]) + bytes(data)
+                plain = RAW + data
         sealed = self._aead.encrypt(nonce(index, last), plain, None)
         return _LEN.pack(len(sealed)) + sealed
 
