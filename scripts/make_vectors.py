@@ -127,8 +127,7 @@ def cases():
                 "offset": plen,
                 "plaintext_size": size + plen,
                 "plaintext_sha256": hashlib.sha256(prefix + data).hexdigest(),
-                "description": f"{size} bytes, {SEG}-byte segments, "
-                f"{plen}-byte prefix",
+                "description": f"{size} bytes, {SEG}-byte segments, {plen}-byte prefix",
             },
         )
 

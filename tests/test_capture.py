@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import write_config
 from helpers import COSEAL, files_under, run
 

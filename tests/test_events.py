@@ -3,10 +3,9 @@
 import json
 import multiprocessing
 
-from helpers import run
-
 from coreseal import events
 from coreseal.paths import resolve
+from helpers import run
 
 
 def _writer(root: str, n: int) -> None:

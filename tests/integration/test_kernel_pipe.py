@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+
 from helpers import files_under, run
 
 MARKER = b"CORESEAL-MARKER-a41c93e0"
@@ -34,9 +35,7 @@ def write(path, value):
 @pytest.fixture(scope="module")
 def crasher(tmp_path_factory):
     exe = tmp_path_factory.mktemp("bin") / "crasher"
-    subprocess.run(
-        ["gcc", "-g", "-O0", "-o", exe, CRASH_C], check=True
-    )
+    subprocess.run(["gcc", "-g", "-O0", "-o", exe, CRASH_C], check=True)
     return exe
 
 
