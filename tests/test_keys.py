@@ -64,7 +64,8 @@ def test_forget_sync_missing(sealed_root, tmp_path):
         for ln in run(sealed_root, "keys", "missing", "--json").text.splitlines()
     ]
     assert {r["file"] for r in rows} == {None, "core.x.1.cse"}
-    assert all(r["reason"] == "not in the key cache" for r in rows)
+    assert all(r["reason"] == "not-cached" for r in rows)
+    assert all(r["message"] == "not in the key cache" for r in rows)
     r = run(sealed_root, "keys", "sync")
     assert r.code == 0, r.err
     assert run(sealed_root, "keys", "missing", "--json").text == ""
@@ -96,7 +97,8 @@ def test_custom_key_with_same_id_is_detected(sealed_root, tmp_path):
             "file": "core.f.2.cse",
             "key_id": key_id,
             "what": "dump",
-            "reason": "the cache holds a different key with this ID",
+            "reason": "mismatch",
+            "message": "the cache holds a different key with this ID",
         }
     ]
     r = run(sealed_root, "keys", "sync")

@@ -20,6 +20,8 @@ TYPES = (
     "keys-synced",
     "sealed-mode-enabled",
     "bundle-exported",
+    "host-key-rotated",
+    "provider-unreachable",
 )
 
 _SCHEMA = """

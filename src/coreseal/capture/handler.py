@@ -62,16 +62,23 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
     key_id = cfg["keys"]["host_key_id"]
     if not cfg["sealed_mode"]["enabled"] or not key_id:
         raise Discarded("sealed mode is not set up on this host")
-    key = open_cache(paths, cfg["cache"]["backend"]).get(key_id)
-    if key is None:
+    entry = open_cache(paths, cfg["cache"]["backend"]).entry(key_id)
+    if entry is None:
         events.record(
             paths,
             "key-missing",
             key_id=key_id,
-            reason="not in the key cache",
+            reason="not-cached",
+            message="not in the key cache",
             during="capture",
         )
         raise Discarded("the host key is not in the key cache", key_id=key_id)
+    if not entry.can_seal:
+        raise Discarded(
+            "the host key is revoked or deactivated: no new dump is sealed under it",
+            key_id=key_id,
+        )
+    key = entry.key
     limits = cfg["storage"]
     directory = private_dir(paths.dumps)
     storage.prune(directory, limits)

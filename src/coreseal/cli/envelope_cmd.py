@@ -152,12 +152,19 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
     elif os.path.lexists(out) and not force:
         raise UsageError(f"{out} exists", hint="use --force to replace it")
     key_id = cfg["keys"]["host_key_id"]
-    key = hostkeys.cache_for(paths, cfg).get(key_id)
-    if key is None:
+    entry = hostkeys.cache_for(paths, cfg).entry(key_id)
+    if entry is None:
         raise KeyUnavailable(
             f"the host key {key_id} is not in the key cache",
             hint="run 'coreseal keys sync'",
         )
+    if not entry.can_seal:
+        raise KeyUnavailable(
+            f"the host key {key_id} is revoked or deactivated: "
+            "no new dump is sealed under it",
+            hint="run 'coreseal keys rotate-host-key'",
+        )
+    key = entry.key
     meta = {"source": os.path.basename(src) if src != "-" else "stdin"}
     infile = sys.stdin.buffer if src == "-" else _open_input(src)
     try:

@@ -3,6 +3,7 @@
 import click
 
 from .. import config, hostkeys
+from ..errors import EXIT_KEY
 from .common import emit_json, get_paths, info, json_option, warn
 
 
@@ -46,36 +47,66 @@ def forget() -> None:
 
 
 @keys.command()
-def sync() -> None:
-    """Reload every key this host needs from the provider."""
+@json_option
+def sync(as_json: bool) -> int:
+    """Reload every key this host needs from its provider."""
     result = hostkeys.sync(get_paths())
+    if as_json:
+        emit_json(result)
     for key_id in result["replaced"]:
         warn(
             f"the cache held a different key under {key_id}; replaced it "
             "with the provider's"
         )
+    for o in result["open_only"]:
+        warn(f"{o['key_id']} is {o['state']}: it opens old dumps, seals nothing new")
     for m in result["missing"]:
-        warn(f"{m['key_id']}: {m['reason']}")
+        warn(f"{m['key_id']}: {m['message']}")
     info(
         f"loaded {len(result['loaded'])} keys into the {result['cache']} cache, "
         f"{len(result['missing'])} missing"
     )
-    return 5 if result["missing"] else 0
+    return EXIT_KEY if result["missing"] else 0
 
 
 @keys.command()
 @json_option
 def missing(as_json: bool) -> None:
-    """List dumps whose key is not usable from the cache."""
+    """List the keys this host needs but cannot use from the cache, and why."""
     rows = hostkeys.missing(get_paths())
     for r in rows:
         if as_json:
             emit_json(r)
         else:
-            what = r["file"] or "host key"
-            click.echo(f"{what}  {r['key_id']}  {r['reason']}")
+            what = r["file"] or r["what"]
+            click.echo(f"{what}  {r['key_id']}  {r['reason']}: {r['message']}")
     if not rows and not as_json:
         info("every key is in the cache")
+
+
+@keys.command("rotate-host-key")
+def rotate_host_key() -> None:
+    """Make a new host key; new dumps use it, old dumps keep theirs."""
+    from ..keyadmin import rotate_host_key as rotate
+
+    old, new = rotate(get_paths())
+    click.echo(f"host key: {new}")
+    info(f"the previous host key {old} still opens older dumps")
+
+
+@keys.command("vm-key")
+@click.option("--create", is_flag=True, help="Create the key when it is missing.")
+@json_option
+@click.argument("name")
+def vm_key(create: bool, as_json: bool, name: str) -> None:
+    """Show (or create) the VM key of workload NAME."""
+    from ..keyadmin import vm_key as find_or_make
+
+    row = find_or_make(get_paths(), name, create)
+    if as_json:
+        emit_json(row)
+    else:
+        click.echo(f"vm {name}: {row['key_id']} ({row['cache']})")
 
 
 def register(cli: click.Group) -> None:

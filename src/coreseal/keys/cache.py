@@ -8,30 +8,61 @@ Capture reads only from here, never from a provider.
 import contextlib
 import hashlib
 import os
+from dataclasses import dataclass
 
 from ..fsutil import private_dir, write_private
 from ..paths import Paths
 from ..secret import Secret
 from ..wrapkey import KEY_LENGTH, KIND_NAMES, WrappingKey, valid_key_id
 
-# payload: kind (1 byte) || key (32 bytes) || key ID (ASCII)
-_MIN_PAYLOAD = 1 + KEY_LENGTH + 1
+# payload: version (1) || flags (1) || kind (1) || key (32) || key ID (ASCII)
+_VERSION = 1
+FLAG_OPEN_ONLY = 0x01  # revoked or deactivated: opens old dumps, seals nothing
+_HEAD = 3
+_MIN_PAYLOAD = _HEAD + KEY_LENGTH + 1
 
 
-def _encode(key: WrappingKey) -> bytes:
-    return bytes([key.kind]) + key.secret.reveal() + key.key_id.encode("ascii")
+@dataclass(frozen=True)
+class CachedKey:
+    key: WrappingKey
+    can_seal: bool = True
 
 
-def _decode(payload: bytes) -> WrappingKey | None:
-    if len(payload) < _MIN_PAYLOAD or payload[0] not in KIND_NAMES:
+def _encode(key: WrappingKey, can_seal: bool) -> bytes:
+    flags = 0 if can_seal else FLAG_OPEN_ONLY
+    return (
+        bytes([_VERSION, flags, key.kind])
+        + key.secret.reveal()
+        + key.key_id.encode("ascii")
+    )
+
+
+def _decode(payload: bytes) -> CachedKey | None:
+    if len(payload) < _MIN_PAYLOAD or payload[0] != _VERSION:
         return None
-    key_id = payload[1 + KEY_LENGTH :].decode("ascii", errors="replace")
+    flags, kind = payload[1], payload[2]
+    if kind not in KIND_NAMES or flags & ~FLAG_OPEN_ONLY:
+        return None
+    key_id = payload[_HEAD + KEY_LENGTH :].decode("ascii", errors="replace")
     if not valid_key_id(key_id):
         return None
-    return WrappingKey(key_id, payload[0], Secret(payload[1 : 1 + KEY_LENGTH]))
+    key = WrappingKey(key_id, kind, Secret(payload[_HEAD : _HEAD + KEY_LENGTH]))
+    return CachedKey(key, not flags & FLAG_OPEN_ONLY)
 
 
-class KeyringCache:
+class _Cache:
+    """What both backends share: entries by key ID, keys for opening."""
+
+    def get(self, key_id: str) -> WrappingKey | None:
+        """The key for opening dumps, whatever its state."""
+        entry = self.entry(key_id)
+        return entry.key if entry else None
+
+    def list(self) -> list[WrappingKey]:
+        return [e.key for e in self.entries()]
+
+
+class KeyringCache(_Cache):
     backend = "keyring"
 
     def __init__(self, paths: Paths, keyring=None):
@@ -40,16 +71,16 @@ class KeyringCache:
         self._kr = keyring or Keyring()
         self._prefix = f"coreseal:{paths.tag}:"
 
-    def put(self, key: WrappingKey) -> None:
+    def put(self, key: WrappingKey, can_seal: bool = True) -> None:
         # add_key replaces the payload of an existing key of that description.
-        self._kr.add(self._prefix + key.key_id, _encode(key))
+        self._kr.add(self._prefix + key.key_id, _encode(key, can_seal))
 
-    def get(self, key_id: str) -> WrappingKey | None:
+    def entry(self, key_id: str) -> CachedKey | None:
         serial = self._kr.search(self._prefix + key_id)
         if serial is None:
             return None
-        key = _decode(self._kr.read(serial))
-        return key if key and key.key_id == key_id else None
+        e = _decode(self._kr.read(serial))
+        return e if e and e.key.key_id == key_id else None
 
     def _ours(self) -> list[tuple[int, str]]:
         out = []
@@ -62,9 +93,9 @@ class KeyringCache:
                 out.append((serial, desc[len(self._prefix) :]))
         return out
 
-    def list(self) -> list[WrappingKey]:
-        keys = [self.get(kid) for _, kid in self._ours()]
-        return [k for k in keys if k]
+    def entries(self) -> list[CachedKey]:
+        found = [self.entry(kid) for _, kid in self._ours()]
+        return [e for e in found if e]
 
     def forget(self) -> int:
         ours = self._ours()
@@ -74,7 +105,7 @@ class KeyringCache:
         return len(ours)
 
 
-class FileCache:
+class FileCache(_Cache):
     backend = "file"
 
     def __init__(self, paths: Paths):
@@ -84,17 +115,17 @@ class FileCache:
         name = hashlib.sha256(key_id.encode()).hexdigest()[:32]
         return os.path.join(self._dir, name + ".key")
 
-    def put(self, key: WrappingKey) -> None:
+    def put(self, key: WrappingKey, can_seal: bool = True) -> None:
         private_dir(self._dir)
-        write_private(self._path(key.key_id), _encode(key))
+        write_private(self._path(key.key_id), _encode(key, can_seal))
 
-    def get(self, key_id: str) -> WrappingKey | None:
+    def entry(self, key_id: str) -> CachedKey | None:
         try:
             with open(self._path(key_id), "rb") as f:
-                key = _decode(f.read(4096))
+                e = _decode(f.read(4096))
         except FileNotFoundError:
             return None
-        return key if key and key.key_id == key_id else None
+        return e if e and e.key.key_id == key_id else None
 
     def _files(self) -> list[str]:
         try:
@@ -103,14 +134,14 @@ class FileCache:
             return []
         return [os.path.join(self._dir, n) for n in names if n.endswith(".key")]
 
-    def list(self) -> list[WrappingKey]:
-        keys = []
+    def entries(self) -> list[CachedKey]:
+        found = []
         for path in self._files():
             with open(path, "rb") as f:
-                key = _decode(f.read(4096))
-            if key:
-                keys.append(key)
-        return keys
+                e = _decode(f.read(4096))
+            if e:
+                found.append(e)
+        return found
 
     def forget(self) -> int:
         files = self._files()

@@ -19,7 +19,7 @@ from ..fsutil import write_private
 from ..paths import Paths
 from ..secret import Secret
 from ..wrapkey import KIND_BY_NAME, KIND_NAMES, WrappingKey
-from .provider import KeyNotFound
+from .provider import FetchedKey, ForeignKey, KeyNotFound
 
 PREFIX = "coreseal:native/"
 STATE_VERSION = 1
@@ -109,11 +109,14 @@ class NativeProvider:
         }
         return WrappingKey(self.key_id(name), kind, self._derive(name))
 
+    def fetch(self, key_id: str) -> FetchedKey:
+        return FetchedKey(self.get_key(key_id))
+
     def get_key(self, key_id: str) -> WrappingKey:
         if not key_id.startswith(PREFIX):
-            raise KeyNotFound("the key belongs to another provider")
+            raise ForeignKey("the key belongs to another provider")
         if not self.owns(key_id):
-            raise KeyNotFound("the key belongs to another native provider")
+            raise ForeignKey("the key belongs to another native provider")
         name = key_id[len(self.key_id("")) :]
         info = self._keys.get(name)
         if info is None:
@@ -122,3 +125,10 @@ class NativeProvider:
 
     def key_names(self) -> list[str]:
         return sorted(self._keys)
+
+    def next_name(self, stem: str) -> str:
+        """``stem-N`` with the first N not used yet (for rotation)."""
+        n = 1
+        while f"{stem}-{n}" in self._keys:
+            n += 1
+        return f"{stem}-{n}"

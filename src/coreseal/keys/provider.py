@@ -1,12 +1,46 @@
 """What every key provider offers. Providers know keys, never dumps."""
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..wrapkey import WrappingKey
 
+ACTIVE = "active"
+# States in which a key may still open old dumps but seals nothing new.
+OPEN_ONLY = ("deactivated", "compromised", "pre-active")
+
 
 class KeyNotFound(Exception):
-    """The provider has no key with this ID (or it is another provider's)."""
+    """The provider cannot give this key; ``reason`` says why, in a word
+    scripts can match, and the message says it for people."""
+
+    reason = "not-found"
+
+
+class KeyDestroyed(KeyNotFound):
+    reason = "destroyed"
+
+
+class PermissionDenied(KeyNotFound):
+    reason = "permission-denied"
+
+
+class ProviderUnreachable(KeyNotFound):
+    reason = "unreachable"
+
+
+class ForeignKey(KeyNotFound):
+    reason = "another-provider"
+
+
+@dataclass(frozen=True)
+class FetchedKey:
+    key: WrappingKey
+    state: str = ACTIVE
+
+    @property
+    def can_seal(self) -> bool:
+        return self.state == ACTIVE
 
 
 class KeyProvider(Protocol):
@@ -14,8 +48,8 @@ class KeyProvider(Protocol):
 
     def create_key(self, name: str, kind: int) -> WrappingKey: ...
 
-    def get_key(self, key_id: str) -> WrappingKey:
-        """Raises KeyNotFound with the reason as its message."""
+    def fetch(self, key_id: str) -> FetchedKey:
+        """Raises KeyNotFound (or a subclass) with the reason."""
         ...
 
     def owns(self, key_id: str) -> bool: ...
