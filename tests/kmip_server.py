@@ -17,7 +17,11 @@ def free_port() -> int:
 
 
 class KmipServer:
-    def __init__(self, directory: str, ca, name: str = "kmip-server"):
+    def __init__(
+        self, directory: str, ca, name: str = "kmip-server", database: str | None = None
+    ):
+        """Servers given the same ``database`` serve the same keys, as the
+        nodes of a replicated cluster do."""
         self.dir = os.path.join(directory, name)
         os.makedirs(os.path.join(self.dir, "policies"), exist_ok=True)
         self.cert, self.key = ca.issue(name, server=True)
@@ -39,7 +43,7 @@ class KmipServer:
                 f"tls_cipher_suites={SUITE}\n"
                 # DEBUG would log key material.
                 "logging_level=INFO\n"
-                f"database_path={os.path.join(self.dir, 'pykmip.db')}\n"
+                f"database_path={database or os.path.join(self.dir, 'pykmip.db')}\n"
             )
 
     @property
@@ -51,7 +55,10 @@ class KmipServer:
         log = open(os.path.join(self.dir, "server.log"), "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [exe, "-f", self.conf, "-l", os.path.join(self.dir, "pykmip.log")],
-            stdout=log, stderr=log, start_new_session=True, cwd=self.dir,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            cwd=self.dir,
         )
         log.close()
         deadline = time.monotonic() + timeout

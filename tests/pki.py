@@ -39,13 +39,18 @@ class CA:
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False,
-                              False), True)
+                x509.KeyUsage(
+                    False, False, False, False, False, True, True, False, False
+                ),
+                True,
+            )
             .sign(self.key, hashes.SHA256())
         )
         slug = name.replace(" ", "-")
-        self.path = _write(os.path.join(directory, f"{slug}.crt"),
-                           self.cert.public_bytes(serialization.Encoding.PEM))
+        self.path = _write(
+            os.path.join(directory, f"{slug}.crt"),
+            self.cert.public_bytes(serialization.Encoding.PEM),
+        )
 
     def issue(self, cn: str, usage=None, server: bool = False) -> tuple[str, str]:
         """Returns (certificate path, key path)."""
@@ -61,19 +66,31 @@ class CA:
             .not_valid_after(now + datetime.timedelta(days=1))
         )
         if server:
-            b = b.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            ]), False)
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                False,
+            )
             usage = [ExtendedKeyUsageOID.SERVER_AUTH] if usage is None else usage
         elif usage is None:
             usage = [ExtendedKeyUsageOID.CLIENT_AUTH]
         if usage:
             b = b.add_extension(x509.ExtendedKeyUsage(usage), False)
         cert = b.sign(self.key, hashes.SHA256())
-        cert_path = _write(os.path.join(self.dir, f"{cn}.crt"),
-                           cert.public_bytes(serialization.Encoding.PEM))
-        key_path = _write(os.path.join(self.dir, f"{cn}.key"), key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        cert_path = _write(
+            os.path.join(self.dir, f"{cn}.crt"),
+            cert.public_bytes(serialization.Encoding.PEM),
+        )
+        key_path = _write(
+            os.path.join(self.dir, f"{cn}.key"),
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
         return cert_path, key_path

@@ -4,6 +4,7 @@ dump is sealed, and gdb reads it back once extracted.
 These tests change kernel.core_pattern, which is global to the machine:
 each saves and restores it, and they must never run in parallel."""
 
+import contextlib
 import json
 import os
 import signal
@@ -41,13 +42,21 @@ def crasher(tmp_path_factory):
 
 @pytest.fixture
 def handler(sealed_root):
+    with installed_handler(sealed_root):
+        yield sealed_root
+
+
+@contextlib.contextmanager
+def installed_handler(root):
+    """Installs the handler for ``root``; restores core_pattern whatever
+    happens (it is global to the machine)."""
     saved = read(PATTERN), read(PIPE_LIMIT)
     try:
-        r = run(sealed_root, "handler", "install")
+        r = run(root, "handler", "install")
         assert r.code == 0, r.err
         assert read(PATTERN).startswith("|/usr/local/libexec/coreseal/h-")
-        yield sealed_root
-        r = run(sealed_root, "handler", "uninstall")
+        yield root
+        r = run(root, "handler", "uninstall")
         assert r.code == 0, r.err
         assert (read(PATTERN), read(PIPE_LIMIT)) == saved
     finally:

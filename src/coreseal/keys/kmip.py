@@ -11,7 +11,6 @@ belongs on the capture path (which never talks to a provider).
 
 import logging
 import os
-import socket
 import ssl
 from dataclasses import dataclass
 
@@ -86,9 +85,8 @@ def _connection_errors() -> tuple:
     from kmip.pie import exceptions as pie_exc
 
     return (
-        OSError,
-        ssl.SSLError,
-        socket.timeout,
+        OSError,  # ssl errors and timeouts among them
+        EOFError,
         core_exc.ConnectionClosed,
         core_exc.NetworkingError,
         pie_exc.ClientConnectionFailure,
@@ -171,14 +169,32 @@ class KmipProvider:
         )
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is None:
+            return
+        # PyKMIP leaves the socket open when shutdown() fails on a dead peer.
+        sock = getattr(self._client.proxy, "socket", None)
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - a dead socket cannot be closed
+            pass
+        if sock is not None:
             try:
-                self._client.close()
-            except Exception:  # noqa: BLE001 - a dead socket cannot be closed
+                sock.close()
+            except OSError:
                 pass
-            self._client = None
+        self._client = None
 
     def _call(self, op, *, read: bool):
+        """One operation, with the cluster's failover; the server's refusals
+        become KeyNotFound and its kin."""
+        from kmip.pie.exceptions import KmipOperationFailure
+
+        try:
+            return self._call_once(op, read)
+        except KmipOperationFailure as e:
+            raise _failure(e) from None
+
+    def _call_once(self, op, read: bool):
         if self._client is None:
             self._client = self._open()
         try:
@@ -188,8 +204,8 @@ class KmipProvider:
             self.close()
             if not read:
                 raise ProviderUnreachable(
-                    f"the connection to the KMIP server failed during a create "
-                    f"({e}); not retried, since the key may exist"
+                    f"the connection to the KMIP server failed during a write "
+                    f"({e}); not retried, since it may have taken effect"
                 ) from None
         self._client = self._open()
         try:
@@ -240,16 +256,11 @@ class KmipProvider:
         return self.fetch(self.key_id(uid), kind).key
 
     def fetch(self, key_id: str, kind: int | None = None) -> FetchedKey:
-        from kmip.pie.exceptions import KmipOperationFailure
-
         uid = self._uid(key_id)
-        try:
-            state = self._state(uid)
-            if state in ("destroyed", "destroyed-compromised"):
-                raise KeyDestroyed("destroyed on the server")
-            obj = self._call(lambda c: c.get(uid), read=True)
-        except KmipOperationFailure as e:
-            raise _failure(e) from None
+        state = self._state(uid)
+        if state in ("destroyed", "destroyed-compromised"):
+            raise KeyDestroyed("destroyed on the server")
+        obj = self._call(lambda c: c.get(uid), read=True)
         value = getattr(obj, "value", None)
         if not isinstance(value, bytes) or len(value) != 32:
             raise KeyNotFound("the server's object is not an AES-256 key")

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import KeyUnavailable
 from ..wrapkey import WrappingKey
 
 ACTIVE = "active"
@@ -10,7 +11,7 @@ ACTIVE = "active"
 OPEN_ONLY = ("deactivated", "compromised", "pre-active")
 
 
-class KeyNotFound(Exception):
+class KeyNotFound(KeyUnavailable):
     """The provider cannot give this key; ``reason`` says why, in a word
     scripts can match, and the message says it for people."""
 
