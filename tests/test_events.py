@@ -2,6 +2,10 @@
 
 import json
 import multiprocessing
+import os
+import socket
+
+import pytest
 
 from coreseal import events
 from coreseal.paths import resolve
@@ -39,3 +43,22 @@ def test_filters_and_json_lines(root):
     assert out == ""
     bad = run(root, "events", "--type", "nonsense")
     assert bad.code == 2
+
+
+@pytest.fixture
+def dev_log():
+    """A syslog socket at /dev/log for the test's length (root only)."""
+    if os.path.exists("/dev/log"):
+        pytest.skip("a syslog daemon owns /dev/log on this machine")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("/dev/log")
+    sock.settimeout(5)
+    yield sock
+    sock.close()
+    os.unlink("/dev/log")
+
+
+def test_events_go_to_syslog(root, dev_log):
+    events.record(resolve(str(root)), "keys-synced", loaded=3)
+    msg = dev_log.recv(4096).decode()
+    assert "coreseal" in msg and "type=keys-synced" in msg and "loaded=3" in msg

@@ -310,6 +310,25 @@ def test_destroyed_key_is_reported(kmip_root, tmp_path):
     assert_one_error_line(r, EXIT_KEY, "not in the key cache")
 
 
+def test_permission_denied_for_another_client(kmip_root, pki):
+    """The server's default policy lets only a key's owner use it."""
+    cfg_path = kmip_root / "etc/coreseal/coreseal.toml"
+    cert, key = pki["ca"].issue("another-client")
+    cfg_path.write_text(
+        cfg_path.read_text().replace(pki["cert"], cert).replace(pki["key"], key)
+    )
+    run(kmip_root, "keys", "forget")
+    r = run(kmip_root, "keys", "sync")
+    assert r.code == EXIT_KEY and "permission denied" in r.err
+    (m,) = [
+        json.loads(ln)
+        for ln in run(kmip_root, "keys", "missing", "--json").text.splitlines()
+    ]
+    assert m["reason"] == "permission-denied"
+    (ev,) = events(kmip_root, "key-missing")
+    assert ev["reason"] == "permission-denied"
+
+
 def test_unknown_and_foreign_key_ids(kmip_root):
     ddir = kmip_root / "var/lib/coreseal/dumps"
     for name, key_id in [
