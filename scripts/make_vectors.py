@@ -98,6 +98,19 @@ def layout(blob: bytes, offset: int = 0) -> dict:
     }
 
 
+def nested_metadata(blob: bytes) -> bytes:
+    """The header rebuilt around metadata of deeply nested arrays."""
+    hlen = struct.unpack_from(">I", blob, 12)[0]
+    head, rest = blob[:hlen], blob[hlen:]
+    mlen = len(b'{"name":"vector","source":"nested"}')
+    meta = b"[" * 8000 + b"]" * 8000
+    body = head[: hlen - 32 - mlen - 2] + struct.pack(">H", len(meta)) + meta
+    body += head[hlen - 32 :]
+    out = bytearray(body)
+    struct.pack_into(">I", out, 12, len(out))
+    return bytes(out) + rest
+
+
 def flip(blob: bytes, pos: int) -> bytes:
     b = bytearray(blob)
     b[pos] ^= 0x01
@@ -251,6 +264,13 @@ def cases():
         "a record-sized tail appended after the last segment",
     )
     yield bad("byte-appended", base + b"x", "integrity", "one byte appended")
+    nested = seal(plaintext(10), label="nested")
+    yield bad(
+        "metadata-nested-deeply",
+        nested_metadata(nested),
+        "malformed",
+        "metadata of 8000 nested arrays (a parser must not recurse)",
+    )
     yield bad(
         "version-2", base[:8] + b"\x02" + base[9:], "malformed", "version byte set to 2"
     )

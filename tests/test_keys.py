@@ -92,15 +92,20 @@ def test_custom_key_with_same_id_is_detected(sealed_root, tmp_path):
         json.loads(ln)
         for ln in run(sealed_root, "keys", "missing", "--json").text.splitlines()
     ]
+    mismatch = {
+        "key_id": key_id,
+        "reason": "mismatch",
+        "message": "the cache holds a different key with this ID",
+    }
     assert rows == [
-        {
-            "file": "core.f.2.cse",
-            "key_id": key_id,
-            "what": "dump",
-            "reason": "mismatch",
-            "message": "the cache holds a different key with this ID",
-        }
+        {"file": None, "what": "host key", **mismatch},
+        {"file": "core.f.2.cse", "what": "dump", **mismatch},
     ]
+    # Nothing new is sealed under the custom key.
+    r = run(sealed_root, "envelope", "seal", src, tmp_path / "new.cse")
+    assert_one_error_line(r, EXIT_KEY, "not the provider's")
+    r = run(sealed_root, "capture", "3999999", "0", "0", "11", "1", "x", stdin=b"x")
+    assert r.code == 1 and "not the provider's" in r.err
     r = run(sealed_root, "keys", "sync")
     assert "different key" in r.err and r.code == 0
     assert (

@@ -36,7 +36,62 @@ def load(paths: Paths) -> dict:
             cfg.setdefault(section, {}).update(values)
         else:
             cfg[section] = values
+    _check_storage(paths, cfg["storage"])
     return cfg
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+SIZE_KEYS = ("max_dump_size", "max_use", "keep_free")
+
+
+def parse_size(value) -> int:
+    """A byte count: an integer, or a string such as "512M" or "2G"."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        number = text[: len(text) - len(unit)]
+        if number.isascii() and number.isdigit():
+            return int(number) * _UNITS[unit]
+    raise ValueError
+
+
+def _check_storage(paths: Paths, storage: dict) -> None:
+    """Refuses values that would make capture delete or drop dumps by
+    mistake (a negative count, a size it cannot read)."""
+    where = f"{paths.config}: [storage]"
+    for key in SIZE_KEYS:
+        try:
+            storage[key] = parse_size(storage[key])
+        except (ValueError, TypeError):
+            raise CoresealError(
+                f"{where} {key} must be a byte count of 0 or more "
+                '(like 1048576 or "2G")'
+            ) from None
+    count = storage["max_count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise CoresealError(f"{where} max_count must be a whole number of 0 or more")
+    if storage["on_oversize"] not in ("truncate", "drop"):
+        raise CoresealError(f'{where} on_oversize must be "truncate" or "drop"')
+
+
+def host_key_matches(cfg: dict, key) -> bool:
+    """Whether ``key`` is the host key the provider gave (by fingerprint; a
+    config from before fingerprints were recorded trusts the cache)."""
+    import hmac
+
+    expected = cfg["keys"].get("host_key_fingerprint", "")
+    return not expected or hmac.compare_digest(expected, key.fingerprint.hex())
+
+
+def set_host_key(cfg: dict, key) -> None:
+    cfg["keys"]["host_key_id"] = key.key_id
+    cfg["keys"]["host_key_fingerprint"] = key.fingerprint.hex()
 
 
 def require_sealed(cfg: dict) -> None:

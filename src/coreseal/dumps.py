@@ -23,11 +23,9 @@ def list_dumps(paths: Paths) -> list[dict]:
 
 def find(paths: Paths, name: str) -> str:
     """A dump by path, by file name in the dumps directory, or by pid."""
-    if os.path.exists(name):
-        return name
-    candidate = os.path.join(paths.dumps, name)
-    if os.path.exists(candidate):
-        return candidate
+    for candidate in (name, os.path.join(paths.dumps, name)):
+        if os.path.isfile(candidate):
+            return candidate
     if name.isdigit():
         matches = [
             d["path"]

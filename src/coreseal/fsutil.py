@@ -22,14 +22,34 @@ def same_file(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def check_output(in_path: str, out_path: str, force: bool) -> None:
-    """Refuses an output that is the input or exists, before anything is read."""
-    if same_file(in_path, out_path):
+def same_as_stdout(in_path: str) -> bool:
+    try:
+        so, si = os.fstat(1), os.stat(in_path)
+    except OSError:
+        return False
+    return (so.st_dev, so.st_ino) == (si.st_dev, si.st_ino)
+
+
+def check_output(in_path: str | None, out_path: str, force: bool) -> None:
+    """Refuses an output that is the input, exists, or cannot be made, before
+    anything is read."""
+    if not out_path:
+        raise UsageError("the output file name is empty")
+    if in_path is not None and same_file(in_path, out_path):
         raise UsageError(f"{out_path} is the same file as the input")
-    if os.path.lexists(out_path) and not force:
-        raise UsageError(f"{out_path} exists", hint="use --force to replace it")
     if os.path.isdir(out_path):
         raise UsageError(f"{out_path} is a directory")
+    if os.path.lexists(out_path) and not force:
+        raise UsageError(f"{out_path} exists", hint="use --force to replace it")
+    parent = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(parent):
+        raise CoresealError(f"cannot write {out_path}: no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK) or _read_only(parent):
+        raise CoresealError(f"cannot write {out_path}: {parent} is not writable")
+
+
+def _read_only(directory: str) -> bool:
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
 
 
 class AtomicFile:

@@ -111,6 +111,7 @@ def config_keys(cfg: dict) -> list[str]:
 def missing(paths: Paths) -> list[dict]:
     """Keys this host needs but cannot use from its cache, and why."""
     cfg = config.load(paths)
+    config.require_sealed(cfg)
     cache = cache_for(paths, cfg)
     status = load_status(paths)
     out = []
@@ -131,6 +132,16 @@ def missing(paths: Paths) -> list[dict]:
                     "what": "host key",
                     "key_id": host,
                     **_pair(reason_for(host)),
+                }
+            )
+        elif not config.host_key_matches(cfg, entry.key):
+            out.append(
+                {
+                    "file": None,
+                    "what": "host key",
+                    "key_id": host,
+                    "reason": "mismatch",
+                    "message": "the cache holds a different key with this ID",
                 }
             )
         elif not entry.can_seal:
@@ -226,6 +237,13 @@ def sync(paths: Paths) -> dict:
             if old is not None and old.secret != key.secret:
                 replaced.append(key_id)
             cache.put(key, can_seal=fetched.can_seal)
+            fp = key.fingerprint.hex()
+            if key_id == cfg["keys"]["host_key_id"] and (
+                cfg["keys"].get("host_key_fingerprint") != fp
+            ):
+                # The provider is the truth about its keys.
+                config.set_host_key(cfg, key)
+                config.save(paths, cfg)
             if not fetched.can_seal:
                 open_only.append({"key_id": key_id, "state": fetched.state})
             loaded.append(key_id)

@@ -47,7 +47,7 @@ def rotate_host_key(paths: Paths) -> tuple[str, str]:
     previous = cfg["keys"].setdefault("previous_host_keys", [])
     if old and old not in previous:
         previous.append(old)
-    cfg["keys"]["host_key_id"] = key.key_id
+    config.set_host_key(cfg, key)
     config.save(paths, cfg)
     cache_for(paths, cfg).put(key)
     events.record(paths, "host-key-rotated", old_key_id=old, key_id=key.key_id)

@@ -50,5 +50,9 @@ class Paths:
 
 
 def resolve(root: str | None = None) -> Paths:
-    root = root or os.environ.get(ROOT_ENV) or "/"
-    return Paths(os.path.abspath(root))
+    if root is None:
+        root = os.environ.get(ROOT_ENV)
+    if root is not None and not root.strip():
+        # An empty variable must not silently mean the real host.
+        raise ValueError("an empty root is refused")
+    return Paths(os.path.abspath(root or "/"))

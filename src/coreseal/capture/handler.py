@@ -16,6 +16,7 @@ import sys
 from .. import config, events
 from ..envelope import constants as c
 from ..envelope.seal import DumpTooLarge, seal_stream
+from ..errors import CoresealError
 from ..fsutil import AtomicFile, private_dir
 from ..keys.cache import open_cache
 from ..paths import Paths, resolve
@@ -58,7 +59,10 @@ def capture(paths: Paths, src, meta: dict, dump_type: int = c.DUMP_PROCESS) -> d
 
 
 def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
-    cfg = config.load(paths)
+    try:
+        cfg = config.load(paths)
+    except CoresealError as e:
+        raise Discarded(f"the configuration is unusable: {e}") from None
     key_id = cfg["keys"]["host_key_id"]
     if not cfg["sealed_mode"]["enabled"] or not key_id:
         raise Discarded("sealed mode is not set up on this host")
@@ -78,6 +82,12 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
             "the host key is revoked or deactivated: no new dump is sealed under it",
             key_id=key_id,
         )
+    if not config.host_key_matches(cfg, entry.key):
+        raise Discarded(
+            "the cached host key is not the provider's (a replaced or custom key "
+            "under its ID)",
+            key_id=key_id,
+        )
     key = entry.key
     limits = cfg["storage"]
     directory = private_dir(paths.dumps)
@@ -85,8 +95,9 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
     if limits["keep_free"] and storage.free_bytes(directory) < limits["keep_free"]:
         raise Discarded("not enough free space for dumps", key_id=key_id)
 
-    def check_room(written: int) -> None:
-        if not storage.room_left(directory, limits, written):
+    def check_room(_plain: int) -> None:
+        # The limits are on what reaches the disk: sealed bytes.
+        if not storage.room_left(directory, limits, out.file.tell()):
             raise StorageFull
 
     full_meta = {**meta, "hostname": metadata.hostname()}

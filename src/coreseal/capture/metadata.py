@@ -7,12 +7,28 @@ environment, no memory maps (they may hold secrets).
 import os
 from datetime import UTC, datetime
 
+_LIMITS = (
+    ("PID", 1, 1 << 22),
+    ("UID", 0, (1 << 32) - 1),
+    ("GID", 0, (1 << 32) - 1),
+    ("SIGNAL", 1, 128),
+    ("TIME", 0, 253402300799),
+)  # up to 9999-12-31
+
+
+def _number(text: str, what: str, low: int, high: int) -> int:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise ValueError(f"{what} must be a number from {low} to {high}, not {text!r}")
+    return int(text)
+
 
 def from_kernel(args: list[str]) -> dict:
     """``args`` are the expanded ``%P %u %g %s %t %e``."""
     if len(args) < 6:
         raise ValueError("the handler expects: PID UID GID SIGNAL TIME NAME")
-    pid, uid, gid, sig, when = (int(a) for a in args[:5])
+    pid, uid, gid, sig, when = (
+        _number(a, *limits) for a, limits in zip(args[:5], _LIMITS, strict=True)
+    )
     return {
         "pid": pid,
         "uid": uid,

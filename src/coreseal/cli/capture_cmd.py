@@ -18,6 +18,7 @@ from .common import get_paths
     type=click.Choice(["process"]),
     default="process",
     show_default=True,
+    help="What kind of dump (VM and kernel dumps come with the key policy).",
 )
 @click.argument("kernel_args", nargs=-1, metavar="PID UID GID SIGNAL TIME NAME")
 def capture(dump_type: str, kernel_args: tuple[str, ...]) -> int:
@@ -29,13 +30,19 @@ def capture(dump_type: str, kernel_args: tuple[str, ...]) -> int:
     meta.update(metadata.from_proc(meta["pid"]))
     try:
         event = handler.capture(
-            get_paths(), sys.stdin.buffer, meta, c.DUMP_TYPE_BY_NAME[dump_type]
+            get_paths(), _stdin(), meta, c.DUMP_TYPE_BY_NAME[dump_type]
         )
     except handler.Discarded as d:
         click.echo(f"coreseal: error: dump discarded: {d}", err=True)
         return 1
     click.echo(event["file"])
     return 0
+
+
+def _stdin():
+    if sys.stdin is None:
+        raise UsageError("standard input is closed")
+    return sys.stdin.buffer
 
 
 def register(cli: click.Group) -> None:

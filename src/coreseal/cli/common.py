@@ -5,6 +5,7 @@ import sys
 
 import click
 
+from ..errors import UsageError
 from ..paths import Paths, resolve
 
 
@@ -12,7 +13,13 @@ def get_paths() -> Paths:
     ctx = click.get_current_context()
     obj = ctx.find_root().obj
     if "paths" not in obj:
-        obj["paths"] = resolve(obj.get("root"))
+        try:
+            obj["paths"] = resolve(obj.get("root"))
+        except ValueError:
+            raise UsageError(
+                "CORESEAL_ROOT is empty",
+                hint="leave it unset to use /, or name a directory",
+            ) from None
     return obj["paths"]
 
 

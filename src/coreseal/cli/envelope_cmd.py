@@ -10,8 +10,14 @@ from ..envelope import constants as c
 from ..envelope.describe import describe as describe_file
 from ..envelope.extract import extract_stream, open_envelope
 from ..envelope.seal import seal_stream
-from ..errors import CoresealError, KeyUnavailable, NotAnEnvelope, UsageError
-from ..fsutil import AtomicFile, check_output
+from ..errors import (
+    CoresealError,
+    KeyMismatch,
+    KeyUnavailable,
+    NotAnEnvelope,
+    UsageError,
+)
+from ..fsutil import AtomicFile, check_output, same_as_stdout
 from .common import emit_json, get_paths, human_size, info, json_option
 
 offset_option = click.option(
@@ -31,10 +37,24 @@ def envelope() -> None:
 
 
 def _open_input(path: str):
+    """Opens IN for reading; it must be seekable (the header is rewritten
+    after streaming, and opening reads the prefix twice)."""
     try:
-        return open(path, "rb")
+        f = open(path, "rb")
     except OSError as e:
         raise CoresealError(f"failed to open {path}: {e.strerror}") from None
+    if not f.seekable():
+        f.close()
+        raise UsageError(
+            f"{path} is not a regular file", hint="save it to a file first"
+        )
+    return f
+
+
+def _stdin():
+    if sys.stdin is None:
+        raise UsageError("standard input is closed")
+    return sys.stdin.buffer
 
 
 def print_description(d: dict, out=click.echo) -> None:
@@ -62,7 +82,7 @@ def print_description(d: dict, out=click.echo) -> None:
 @envelope.command()
 @offset_option
 @json_option
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(readable=False))
 def describe(offset: int, as_json: bool, file: str) -> int:
     """Tell whether FILE is sealed, and with which key. Needs no key."""
     with _open_input(file) as f:
@@ -73,6 +93,13 @@ def describe(offset: int, as_json: bool, file: str) -> int:
                 emit_json({"sealed": False, "reason": str(e), "file": file})
             else:
                 click.echo("sealed: no")
+            raise
+        except CoresealError as e:
+            # A coreseal envelope, but one that cannot be read.
+            if as_json:
+                emit_json({"sealed": True, "error": str(e), "file": file})
+            else:
+                click.echo("sealed: yes (damaged)")
             raise
     d["file"] = file
     if as_json:
@@ -90,17 +117,21 @@ def _lookup(paths):
 @envelope.command()
 @offset_option
 @force_option
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("src", metavar="IN", type=click.Path(readable=False))
 @click.argument("out", metavar="OUT")
 def extract(offset: int, force: bool, src: str, out: str) -> int:
     """Decrypt IN to OUT ('-' for stdout) with a key from the cache."""
     paths = get_paths()
     if out == "-":
+        if sys.stdout is None:
+            raise UsageError("standard output is closed")
         if sys.stdout.isatty():
             raise UsageError(
                 "refusing to write a dump to a terminal",
                 hint="redirect stdout, or give a file name",
             )
+        if same_as_stdout(src):
+            raise UsageError("standard output is the input file")
     else:
         check_output(src, out, force)
     with _open_input(src) as f:
@@ -140,17 +171,19 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
     show_default=True,
     help="What kind of dump IN is.",
 )
-@click.argument("src", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False))
+@click.argument("src", metavar="IN", type=click.Path(readable=False, allow_dash=True))
+@click.argument("out", metavar="OUT", type=click.Path(readable=False))
 def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
     """Seal IN ('-' for stdin) into OUT under the host key."""
     paths = get_paths()
     cfg = config.load(paths)
     config.require_sealed(cfg)
-    if src != "-":
-        check_output(src, out, force)
-    elif os.path.lexists(out) and not force:
-        raise UsageError(f"{out} exists", hint="use --force to replace it")
+    if out == "-":
+        raise UsageError(
+            "seal writes a file: give OUT a file name",
+            hint="the header is completed after the last segment",
+        )
+    check_output(None if src == "-" else src, out, force)
     key_id = cfg["keys"]["host_key_id"]
     entry = hostkeys.cache_for(paths, cfg).entry(key_id)
     if entry is None:
@@ -164,9 +197,15 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
             "no new dump is sealed under it",
             hint="run 'coreseal keys rotate-host-key'",
         )
+    if not config.host_key_matches(cfg, entry.key):
+        raise KeyMismatch(
+            f"the cached host key {key_id} is not the provider's "
+            "(a replaced or custom key under its ID)",
+            hint="run 'coreseal keys sync'",
+        )
     key = entry.key
     meta = {"source": os.path.basename(src) if src != "-" else "stdin"}
-    infile = sys.stdin.buffer if src == "-" else _open_input(src)
+    infile = _stdin() if src == "-" else _open_input(src)
     try:
         with AtomicFile(out, replace=force) as dst:
             result = seal_stream(
@@ -179,7 +218,7 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
             )
             dst.commit()
     finally:
-        if infile is not sys.stdin.buffer:
+        if src != "-":
             infile.close()
     info(
         f"sealed {result.dump_size} bytes into {out} "

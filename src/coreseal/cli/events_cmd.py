@@ -3,6 +3,7 @@
 import click
 
 from .. import events as journal
+from ..errors import UsageError
 from .common import emit_json, get_paths, json_option
 
 
@@ -13,19 +14,34 @@ from .common import emit_json, get_paths, json_option
     "--type",
     "type_",
     type=click.Choice(journal.TYPES),
-    metavar="TYPE",
     help="Only events of this type.",
 )
 def events(as_json: bool, since: str | None, type_: str | None) -> None:
     """Show recorded events, oldest first."""
-    if since and "T" not in since:
-        since = since + "T00:00:00"
+    if since:
+        since = _iso(since)
     for e in journal.query(get_paths(), since, type_):
         if as_json:
             emit_json(e)
             continue
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "type"))
         click.echo(f"{e['time']}  {e['type']}  {rest}")
+
+
+def _iso(text: str) -> str:
+    """The same text form the journal stores, so strings compare in order."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is not an ISO 8601 time",
+            hint="for example 2026-12-03 or 2026-12-03T11:00:00Z",
+        ) from None
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def register(cli: click.Group) -> None:

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ..errors import CoresealError
+from ..errors import CoresealError, UsageError
 
 EXIT_CODES = """\b
 Exit codes:
@@ -33,6 +33,11 @@ Exit codes:
 def cli(ctx: click.Context, root: str | None) -> None:
     """Keeps crash dumps sealed: every dump encrypted the moment it is captured."""
     ctx.ensure_object(dict)
+    if root is not None and not root.strip():
+        raise UsageError(
+            "--root (or CORESEAL_ROOT) is empty",
+            hint="leave it unset to use /, or name a directory",
+        )
     ctx.obj["root"] = root
 
 
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help())
+        return 2
     except click.ClickException as e:
         click.echo(f"coreseal: error: {e.format_message()}", err=True)
         return e.exit_code
@@ -84,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("coreseal: error: interrupted", err=True)
         return 130
     except BrokenPipeError:
+        return 1
+    except OSError as e:
+        # Anything the commands did not explain: a full disk, a read-only
+        # filesystem. Outputs were temporary files, already gone.
+        where = f" ({e.filename})" if e.filename else ""
+        click.echo(f"coreseal: error: {e.strerror or e}{where}", err=True)
+        return 1
+    except MemoryError:
+        click.echo("coreseal: error: out of memory", err=True)
         return 1
 
 

@@ -4,7 +4,8 @@ import os
 
 import click
 
-from ..errors import UsageError
+from .. import config
+from ..errors import CoresealError, UsageError
 from ..fsutil import AtomicFile, check_output, write_private
 from ..keys.backup import protect, read_password_file, unprotect
 from ..keys.native import NativeProvider, state_path
@@ -43,12 +44,15 @@ def backup(password_file: str, force: bool, out: str) -> None:
 @provider.command()
 @password_file
 @click.option("--force", is_flag=True, help="Replace the provider on this host.")
-@click.argument("src", metavar="IN", type=click.Path(exists=True, dir_okay=False))
+@click.argument("src", metavar="IN", type=click.Path(readable=False))
 def restore(password_file: str, force: bool, src: str) -> None:
     """Restore the native provider's secret from a backup IN."""
     paths = get_paths()
-    with open(src, "rb") as f:
-        blob = f.read((1 << 20) + 1)
+    try:
+        with open(src, "rb") as f:
+            blob = f.read((1 << 20) + 1)
+    except OSError as e:
+        raise CoresealError(f"failed to read {src}: {e.strerror}") from None
     state = NativeProvider.from_bytes(
         unprotect(blob, read_password_file(password_file))
     )
@@ -61,7 +65,12 @@ def restore(password_file: str, force: bool, src: str) -> None:
             )
     write_private(state_path(paths), state.to_bytes())
     info(f"provider {state.provider_id} restored with {len(state.key_names())} keys")
-    info("run 'coreseal keys sync' to load its keys into the key cache")
+    cfg = config.load(paths)
+    host = cfg["keys"]["host_key_id"]
+    if cfg["sealed_mode"]["enabled"] and host and state.owns(host):
+        info("run 'coreseal keys sync' to load its keys into the key cache")
+    else:
+        info("run 'coreseal setup' to seal under this provider's host key")
 
 
 def register(cli: click.Group) -> None:

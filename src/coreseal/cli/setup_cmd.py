@@ -102,7 +102,11 @@ def setup(
         previous = cfg["keys"].setdefault("previous_host_keys", [])
         if old not in previous:
             previous.append(old)
-    cfg["keys"]["host_key_id"] = key.key_id
+    config.set_host_key(cfg, key)
+    old_backend = cfg["cache"]["backend"]
+    if old_backend not in ("auto", cache_backend):
+        # Keys must not linger, unseen, in the cache we stop using.
+        open_cache(paths, old_backend).forget()
     cfg["cache"]["backend"] = cache_backend
     config.save(paths, cfg)
     private_dir(paths.dumps)

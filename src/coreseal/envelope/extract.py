@@ -16,7 +16,7 @@ def extract_stream(f, unlocked: Unlocked, offset: int, out, sparse: bool) -> int
     """Writes the plaintext to ``out``; returns the bytes written. With
     ``sparse``, ``out`` must be a seekable file and zero segments become
     holes. The caller discards ``out`` if this raises."""
-    out.write(check_prefix(f, unlocked, offset))
+    check_prefix(f, unlocked, offset, out)
     hole = 0
     total = unlocked.header.prefix_length
     for encoding, data in segments(f, unlocked):

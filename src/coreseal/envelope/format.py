@@ -219,7 +219,7 @@ def _parse_key_entry(r: _Reader) -> KeyEntry:
 def _parse_metadata(raw: bytes) -> dict:
     try:
         obj = json.loads(raw.decode("ascii"), parse_float=_no_float)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise MalformedEnvelope("metadata is not canonical JSON") from e
     if not isinstance(obj, dict):
         raise MalformedEnvelope("metadata is not a JSON object")

@@ -82,9 +82,10 @@ def unlock(header: fmt.Header, raw: bytes, lookup: KeyLookup) -> Unlocked:
     )
 
 
-def check_prefix(f, unlocked: Unlocked, offset: int) -> bytes:
-    """Returns the plain prefix after checking it; leaves ``f`` just after the
-    header, where the segments start."""
+def check_prefix(f, unlocked: Unlocked, offset: int, out=None) -> None:
+    """Checks the plain prefix against the header, then copies it to ``out``
+    (nothing is written before it checks out); leaves ``f`` just after the
+    header, where the segments start. Both passes use bounded memory."""
     header = unlocked.header
     if header.prefix_length != offset:
         raise MalformedEnvelope(
@@ -92,12 +93,25 @@ def check_prefix(f, unlocked: Unlocked, offset: int) -> bytes:
             f"not {offset}",
             hint=f"use --offset {header.prefix_length}",
         )
-    f.seek(0)
-    prefix = _read_exact(f, offset)
-    if not hmac.compare_digest(hashlib.sha256(prefix).digest(), header.prefix_digest):
+    digest = hashlib.sha256()
+    for chunk in _chunks(f, offset):
+        digest.update(chunk)
+    if not hmac.compare_digest(digest.digest(), header.prefix_digest):
         raise IntegrityError("the plain prefix was changed (corrupted or tampered)")
+    if out is not None:
+        for chunk in _chunks(f, offset):
+            out.write(chunk)
     f.seek(offset + len(unlocked.raw))
-    return prefix
+
+
+def _chunks(f, n: int, size: int = 1 << 20):
+    f.seek(0)
+    while n:
+        chunk = f.read(min(n, size))
+        if not chunk:
+            raise TruncatedEnvelope("the plain prefix is cut short")
+        n -= len(chunk)
+        yield chunk
 
 
 def segments(f, unlocked: Unlocked) -> Iterator[tuple[int, object]]:

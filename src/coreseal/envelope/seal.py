@@ -69,14 +69,15 @@ def seal_stream(
     if not keys:
         raise ValueError("sealing needs at least one wrapping key")
     segment_size = 1 << segment_shift
-    prefix = _read_prefix(src, prefix_length)
+    start = dst.tell()
+    prefix_digest = _copy_prefix(src, dst, prefix_length)
     data_key = Secret(rng(32))
     salt = rng(c.SALT_LENGTH)
     header = fmt.Header(
         segment_shift=segment_shift,
         salt=salt,
         prefix_length=prefix_length,
-        prefix_digest=hashlib.sha256(prefix).digest(),
+        prefix_digest=prefix_digest,
         dump_size=0,
         original_size=0,
         flags=0,
@@ -84,8 +85,6 @@ def seal_stream(
         keys=make_key_entries(data_key, keys),
         metadata=dict(metadata or {}),
     )
-    start = dst.tell()
-    dst.write(prefix)
     header_pos = dst.tell()
     dst.write(fmt.serialize(header))  # placeholder, rewritten below
 
@@ -112,11 +111,21 @@ def seal_stream(
     return SealResult(fmt.parse(signed), kept, offered, truncated, end - start)
 
 
-def _read_prefix(src, n: int) -> bytes:
+def _copy_prefix(src, dst, n: int) -> bytes:
+    """Copies the plain prefix in bounded chunks; returns its digest."""
     if n < 0 or n > c.MAX_PREFIX_LENGTH:
         raise UsageError("offset out of range")
-    buf = bytearray(n)
-    got = read_full(src, buf)
-    if got < n:
-        raise UsageError(f"offset {n} is past the end of the input ({got} bytes)")
-    return bytes(buf)
+    digest = hashlib.sha256()
+    buf = bytearray(min(n, 1 << 20))
+    left = n
+    while left:
+        view = memoryview(buf)[: min(left, len(buf))]
+        got = read_full(src, view)
+        digest.update(view[:got])
+        dst.write(view[:got])
+        left -= got
+        if got < len(view):
+            raise UsageError(
+                f"offset {n} is past the end of the input ({n - left} bytes)"
+            )
+    return digest.digest()

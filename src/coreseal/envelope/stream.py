@@ -143,9 +143,9 @@ def _read_exact(f, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_full(f, buf: bytearray) -> int:
-    """Fills ``buf`` from a file or pipe; returns how many bytes came (short
-    only at end of input)."""
+def read_full(f, buf) -> int:
+    """Fills ``buf`` (a bytearray or a view of one) from a file or pipe;
+    returns how many bytes came (short only at end of input)."""
     view, got = memoryview(buf), 0
     while got < len(buf):
         n = f.readinto(view[got:])

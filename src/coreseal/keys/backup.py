@@ -62,13 +62,15 @@ def unprotect(blob: bytes, password: Secret) -> bytes:
         if obj["format"] != FORMAT or obj["version"] != VERSION:
             raise ValueError
         kdf = obj["kdf"]
-        log_n = int(kdf["log_n"])
-        if kdf["name"] != "scrypt" or kdf["r"] != 8 or kdf["p"] != 1:
+        log_n = kdf["log_n"]
+        if type(log_n) is not int or kdf["name"] != "scrypt":
+            raise ValueError
+        if kdf["r"] != 8 or kdf["p"] != 1:
             raise ValueError
         salt = base64.b64decode(obj["salt"], validate=True)
         nonce = base64.b64decode(obj["nonce"], validate=True)
         ct = base64.b64decode(obj["ciphertext"], validate=True)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise CoresealError("not a coreseal provider backup") from None
     if not MIN_LOG_N <= log_n <= MAX_LOG_N or len(nonce) != 12 or len(salt) < 16:
         raise CoresealError("the backup's parameters are out of range")

@@ -67,7 +67,7 @@ class NativeProvider:
             if len(secret) != 32:
                 raise ValueError("bad secret length")
             return cls(str(obj["provider_id"]), secret, dict(obj["keys"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise CoresealError("the native provider's state is damaged") from None
 
     def to_bytes(self) -> bytes:
