@@ -21,6 +21,7 @@ TYPES = (
     "sealed-mode-enabled",
     "bundle-exported",
     "host-key-rotated",
+    "dump-recrypted",
     "provider-unreachable",
 )
 

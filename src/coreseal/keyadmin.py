@@ -5,15 +5,12 @@ recorded in the config; old host keys stay listed so ``keys sync`` keeps
 fetching them for the dumps they sealed.
 """
 
-import re
-
 from . import config, events
 from .errors import KeyUnavailable, UsageError
 from .hostkeys import cache_for, load_provider
 from .paths import Paths
+from .policy import VM_NAME
 from .wrapkey import KIND_HOST, KIND_VM
-
-VM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _make(provider, cfg_kind: str, stem: str, label: str, kind: int):

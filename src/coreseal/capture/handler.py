@@ -20,6 +20,7 @@ from ..errors import CoresealError
 from ..fsutil import AtomicFile, private_dir
 from ..keys.cache import open_cache
 from ..paths import Paths, resolve
+from ..policy import match_workload, sealing_key
 from . import metadata, storage
 
 
@@ -40,11 +41,17 @@ def dump_file_name(meta: dict, attempt: int = 0) -> str:
     return f"core.{name}.{meta.get('pid', 0)}.{stamp}{extra}{storage.SUFFIX}"
 
 
-def capture(paths: Paths, src, meta: dict, dump_type: int = c.DUMP_PROCESS) -> dict:
+def capture(
+    paths: Paths,
+    src,
+    meta: dict,
+    dump_type: int = c.DUMP_PROCESS,
+    prefix_length: int = 0,
+) -> dict:
     """Seals ``src`` into the dumps directory; returns the dump-sealed event.
     Raises Discarded (after recording the event) when the dump is dropped."""
     try:
-        return _capture(paths, src, meta, dump_type)
+        return _capture(paths, src, meta, dump_type, prefix_length)
     except Discarded as d:
         events.record(
             paths,
@@ -58,37 +65,33 @@ def capture(paths: Paths, src, meta: dict, dump_type: int = c.DUMP_PROCESS) -> d
         raise
 
 
-def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
+def _capture(paths: Paths, src, meta: dict, dump_type: int, prefix_length: int) -> dict:
     try:
         cfg = config.load(paths)
     except CoresealError as e:
         raise Discarded(f"the configuration is unusable: {e}") from None
-    key_id = cfg["keys"]["host_key_id"]
-    if not cfg["sealed_mode"]["enabled"] or not key_id:
-        raise Discarded("sealed mode is not set up on this host")
-    entry = open_cache(paths, cfg["cache"]["backend"]).entry(key_id)
-    if entry is None:
-        events.record(
-            paths,
-            "key-missing",
-            key_id=key_id,
-            reason="not-cached",
-            message="not in the key cache",
-            during="capture",
-        )
-        raise Discarded("the host key is not in the key cache", key_id=key_id)
-    if not entry.can_seal:
-        raise Discarded(
-            "the host key is revoked or deactivated: no new dump is sealed under it",
-            key_id=key_id,
-        )
-    if not config.host_key_matches(cfg, entry.key):
-        raise Discarded(
-            "the cached host key is not the provider's (a replaced or custom key "
-            "under its ID)",
-            key_id=key_id,
-        )
-    key = entry.key
+    if dump_type == c.DUMP_PROCESS:
+        workload = match_workload(cfg, meta)
+        if workload:
+            dump_type, meta = c.DUMP_VM, {**meta, "vm": workload}
+    else:
+        workload = meta.get("vm")
+    cache = open_cache(paths, cfg["cache"]["backend"])
+    try:
+        key = sealing_key(cfg, cache, dump_type, workload)
+    except CoresealError as e:
+        key_id = getattr(e, "key_id", None)
+        if getattr(e, "missing", False):
+            events.record(
+                paths,
+                "key-missing",
+                key_id=key_id,
+                reason="not-cached",
+                message="not in the key cache",
+                during="capture",
+            )
+        raise Discarded(str(e), **({"key_id": key_id} if key_id else {})) from None
+    key_id = key.key_id
     limits = cfg["storage"]
     directory = private_dir(paths.dumps)
     storage.prune(directory, limits)
@@ -110,6 +113,7 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
                 [key],
                 dump_type=dump_type,
                 metadata=full_meta,
+                prefix_length=prefix_length,
                 max_size=limits["max_dump_size"] or None,
                 on_oversize=limits["on_oversize"],
                 progress=check_room,
@@ -121,6 +125,8 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
         ) from None
     except StorageFull:
         raise Discarded("storage limits reached while writing", key_id=key_id) from None
+    except CoresealError as e:
+        raise Discarded(str(e), key_id=key_id) from None
     except OSError as e:
         raise Discarded(
             f"failed to write the dump: {e.strerror}", key_id=key_id
@@ -130,6 +136,7 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int) -> dict:
         paths,
         "dump-sealed",
         name=meta.get("name"),
+        vm=workload,
         pid=meta.get("pid"),
         signal=meta.get("signal"),
         dump_time=meta.get("time"),

@@ -12,8 +12,6 @@ from ..envelope.extract import extract_stream, open_envelope
 from ..envelope.seal import seal_stream
 from ..errors import (
     CoresealError,
-    KeyMismatch,
-    KeyUnavailable,
     NotAnEnvelope,
     UsageError,
 )
@@ -166,15 +164,21 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
 @click.option(
     "--type",
     "dump_type",
-    type=click.Choice(["process", "kernel", "file"]),
+    type=click.Choice(["process", "kernel", "vm", "file"]),
     default="file",
     show_default=True,
     help="What kind of dump IN is.",
 )
+@click.option("--vm", "vm", metavar="NAME", help="The workload of a VM dump.")
 @click.argument("src", metavar="IN", type=click.Path(readable=False, allow_dash=True))
 @click.argument("out", metavar="OUT", type=click.Path(readable=False))
-def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
-    """Seal IN ('-' for stdin) into OUT under the host key."""
+def seal(
+    offset: int, force: bool, dump_type: str, vm: str | None, src: str, out: str
+) -> int:
+    """Seal IN ('-' for stdin) into OUT under the key the policy gives: the
+    host key, or for --type vm the VM key of its workload."""
+    from ..policy import VM_NAME, sealing_key
+
     paths = get_paths()
     cfg = config.load(paths)
     config.require_sealed(cfg)
@@ -183,28 +187,16 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
             "seal writes a file: give OUT a file name",
             hint="the header is completed after the last segment",
         )
+    if (dump_type == "vm") != bool(vm):
+        raise UsageError("--type vm and --vm NAME go together")
+    if vm and not VM_NAME.fullmatch(vm):
+        raise UsageError("a workload name is letters, digits, '.', '_' or '-'")
     check_output(None if src == "-" else src, out, force)
-    key_id = cfg["keys"]["host_key_id"]
-    entry = hostkeys.cache_for(paths, cfg).entry(key_id)
-    if entry is None:
-        raise KeyUnavailable(
-            f"the host key {key_id} is not in the key cache",
-            hint="run 'coreseal keys sync'",
-        )
-    if not entry.can_seal:
-        raise KeyUnavailable(
-            f"the host key {key_id} is revoked or deactivated: "
-            "no new dump is sealed under it",
-            hint="run 'coreseal keys rotate-host-key'",
-        )
-    if not config.host_key_matches(cfg, entry.key):
-        raise KeyMismatch(
-            f"the cached host key {key_id} is not the provider's "
-            "(a replaced or custom key under its ID)",
-            hint="run 'coreseal keys sync'",
-        )
-    key = entry.key
+    type_code = c.DUMP_TYPE_BY_NAME[dump_type]
+    key = sealing_key(cfg, hostkeys.cache_for(paths, cfg), type_code, vm)
     meta = {"source": os.path.basename(src) if src != "-" else "stdin"}
+    if vm:
+        meta["vm"] = vm
     infile = _stdin() if src == "-" else _open_input(src)
     try:
         with AtomicFile(out, replace=force) as dst:
@@ -213,7 +205,7 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
                 dst.file,
                 [key],
                 metadata=meta,
-                dump_type=c.DUMP_TYPE_BY_NAME[dump_type],
+                dump_type=type_code,
                 prefix_length=offset,
             )
             dst.commit()
@@ -224,6 +216,46 @@ def seal(offset: int, force: bool, dump_type: str, src: str, out: str) -> int:
         f"sealed {result.dump_size} bytes into {out} "
         f"({result.stored_size} bytes) under {key.key_id}"
     )
+    return 0
+
+
+@envelope.command()
+@offset_option
+@click.option(
+    "--to-id",
+    "to_id",
+    required=True,
+    metavar="KEYID",
+    help="The wrapping key to move the dump to (from the key cache).",
+)
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="New data key and payload; the old key then opens nothing.",
+)
+@force_option
+@click.argument("src", metavar="IN", type=click.Path(readable=False))
+@click.argument("out", metavar="[OUT]", required=False, type=click.Path(readable=False))
+def recrypt(
+    offset: int, to_id: str, deep: bool, force: bool, src: str, out: str | None
+) -> int:
+    """Move IN to another key; without OUT, replace IN in place, atomically.
+
+    By default only the header changes (a rewrap): the payload is copied, not
+    read, and so not checked. With --deep every segment is decrypted and
+    sealed again under a new data key."""
+    from ..rekey import recrypt as move
+
+    if out is not None and out == "-":
+        raise UsageError("recrypt writes a file: give OUT a file name")
+    _open_input(src).close()
+    report = move(get_paths(), src, out, to_id, deep=deep, offset=offset, force=force)
+    what = "re-encrypted" if deep else "rewrapped"
+    info(
+        f"{what} {report['file']} from {report['from_key_id']} to {report['to_key_id']}"
+    )
+    if not deep:
+        info("the payload was not read, so not checked (use --deep to check it)")
     return 0
 
 

@@ -56,6 +56,7 @@ def seal_stream(
     rng: Callable[[int], bytes] = os.urandom,
     progress: Callable[[int], None] | None = None,
     threads: int = 0,
+    original_size: int | None = None,
 ) -> SealResult:
     """Reads ``src`` (a file or pipe) to its end and writes an envelope to
     ``dst``, which must be seekable: the sizes are filled in at the end.
@@ -64,7 +65,8 @@ def seal_stream(
     authenticated. Beyond ``max_size`` plaintext bytes the dump is stored
     truncated (the rest is read and counted, not kept) or, with
     ``on_oversize='drop'``, ``DumpTooLarge`` is raised. ``threads`` 0 means
-    one worker per available core.
+    one worker per available core. ``original_size`` carries a truncated
+    dump's first size over when it is sealed again.
     """
     if not keys:
         raise ValueError("sealing needs at least one wrapping key")
@@ -99,6 +101,8 @@ def seal_stream(
         progress,
     )
     kept, offered = reader.kept, reader.offered
+    if original_size is not None:
+        offered = max(offered, original_size)
 
     truncated = kept < offered
     flags = c.FLAG_TRUNCATED if truncated else 0
