@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-want=(gdb:gdb gcore:gdb gcc:gcc keyctl:keyutils zstd:zstd)
+want=(gdb:gdb gcore:gdb gcc:gcc keyctl:keyutils zstd:zstd
+      qemu-system-x86_64:qemu-system-x86)
 if [ "${1:-}" = "--bench" ]; then
   want+=(age:age age-keygen:age)
 fi
@@ -23,7 +24,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "coreseal: installing $pkgs" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    $pkgs >/dev/null
 fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

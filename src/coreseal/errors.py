@@ -13,6 +13,7 @@ EXIT_INTEGRITY = 4
 EXIT_KEY = 5
 EXIT_PASSWORD = 6
 EXIT_UNSAFE = 7
+EXIT_PARTIAL = 8  # a batch where some items could not be done
 
 
 class CoresealError(Exception):

@@ -77,3 +77,47 @@ def vm_key(paths: Paths, name: str, create: bool) -> dict:
     entry = cache.entry(key_id)
     state = "missing" if entry is None else "cached" if entry.can_seal else "open-only"
     return {"vm": name, "key_id": key_id, "cache": state}
+
+
+def rewrap_dumps(paths: Paths, new_key_id: str, retired: list[str]) -> dict:
+    """Moves every dump sealed under a host key to ``new_key_id``, best
+    effort; VM-key dumps keep their key. Returns a per-dump report and which
+    of ``retired`` no dump needs any more."""
+    from .dumps import list_dumps
+    from .errors import CoresealError, KeyUnavailable
+    from .rekey import recrypt
+
+    rows = []
+    for d in list_dumps(paths):
+        keys = d.get("keys", [])
+        if not d.get("sealed"):
+            rows.append(
+                {
+                    "file": d["file"],
+                    "result": "corrupted",
+                    "message": d.get("error", "not an envelope"),
+                }
+            )
+            continue
+        if not any(k["key_kind"] == "host" for k in keys):
+            continue
+        if [k["key_id"] for k in keys] == [new_key_id]:
+            rows.append({"file": d["file"], "result": "already"})
+            continue
+        try:
+            recrypt(paths, d["path"], None, new_key_id, deep=False)
+            rows.append({"file": d["file"], "result": "moved"})
+        except KeyUnavailable as e:
+            rows.append({"file": d["file"], "result": "key-missing", "message": str(e)})
+        except CoresealError as e:
+            rows.append({"file": d["file"], "result": "corrupted", "message": str(e)})
+        except OSError as e:
+            rows.append(
+                {"file": d["file"], "result": "failed", "message": e.strerror or str(e)}
+            )
+    still = {k["key_id"] for d in list_dumps(paths) for k in d.get("keys", [])}
+    return {
+        "dumps": rows,
+        "retirable": [k for k in retired if k not in still],
+        "still_needed": [k for k in retired if k in still],
+    }

@@ -25,16 +25,21 @@ def list_cmd(as_json: bool) -> None:
     cache = hostkeys.cache_for(paths)
     rows = store.list_dumps(paths)
     if not as_json:
-        click.echo(f"{'TIME':20}  {'PID':>7}  {'SIG':>3}  {'SIZE':>10}  KEY      FILE")
+        click.echo(
+            f"{'TIME':20}  {'TYPE':7}  {'PID':>7}  {'SIG':>3}  {'SIZE':>10}  "
+            f"{'KEY':8} {'STATE':8} FILE"
+        )
     for d in rows:
         meta = d.get("metadata", {})
         d["key_state"] = _key_state(cache, d) if d.get("sealed") else "n/a"
         if as_json:
             emit_json(d)
             continue
+        kind = d["keys"][0]["key_kind"] if d.get("keys") else "?"
         click.echo(
-            f"{meta.get('time', '?'):20}  {meta.get('pid', '?'):>7}  "
-            f"{meta.get('signal', '?'):>3}  {human_size(d.get('dump_size', 0)):>10}  "
+            f"{meta.get('time', '?'):20}  {d.get('dump_type', '?'):7}  "
+            f"{meta.get('pid', '-'):>7}  {meta.get('signal', '-'):>3}  "
+            f"{human_size(d.get('dump_size', 0)):>10}  {kind:8} "
             f"{d['key_state']:8} {d['file']}"
         )
 

@@ -3,7 +3,7 @@
 import click
 
 from .. import config, hostkeys
-from ..errors import EXIT_KEY
+from ..errors import EXIT_KEY, EXIT_PARTIAL
 from .common import emit_json, get_paths, info, json_option, warn
 
 
@@ -85,13 +85,41 @@ def missing(as_json: bool) -> None:
 
 
 @keys.command("rotate-host-key")
-def rotate_host_key() -> None:
-    """Make a new host key; new dumps use it, old dumps keep theirs."""
+@click.option(
+    "--rewrap",
+    is_flag=True,
+    help="Also move every dump sealed under a host key to the new one.",
+)
+@json_option
+def rotate_host_key(rewrap: bool, as_json: bool) -> int:
+    """Make a new host key; new dumps use it, old dumps keep theirs unless
+    --rewrap moves them (header only; the payload is not re-encrypted)."""
+    from .. import config
+    from ..keyadmin import rewrap_dumps
     from ..keyadmin import rotate_host_key as rotate
 
-    old, new = rotate(get_paths())
+    paths = get_paths()
+    old, new = rotate(paths)
     click.echo(f"host key: {new}")
-    info(f"the previous host key {old} still opens older dumps")
+    if not rewrap:
+        info(f"the previous host key {old} still opens older dumps")
+        return 0
+    retired = config.load(paths)["keys"].get("previous_host_keys", [])
+    report = rewrap_dumps(paths, new, retired)
+    failed = [r for r in report["dumps"] if r["result"] not in ("moved", "already")]
+    for r in report["dumps"]:
+        if as_json:
+            emit_json(r)
+        else:
+            extra = f": {r['message']}" if r.get("message") else ""
+            click.echo(f"{r['file']}  {r['result']}{extra}")
+    for key_id in report["retirable"]:
+        info(f"no dump needs {key_id} any more: it is safe to retire")
+    for key_id in report["still_needed"]:
+        warn(f"dumps still need {key_id}: keep it")
+    moved = sum(r["result"] == "moved" for r in report["dumps"])
+    info(f"moved {moved} dumps to the new host key, {len(failed)} could not move")
+    return EXIT_PARTIAL if failed else 0
 
 
 @keys.command("vm-key")

@@ -16,6 +16,7 @@ Exit codes:
   5  key unavailable or not the key that sealed
   6  wrong password
   7  unsafe archive
+  8  some items of a batch could not be done (see its report)
 """
 
 

@@ -10,8 +10,14 @@ from .opener import read_header
 def describe(f, offset: int = 0) -> dict:
     """A plain dict for people and JSON; raises NotAnEnvelope with a hint
     when the envelope sits at the common 4096-byte offset instead."""
+    header, raw = read_header_hinting(f, offset)
+    return header_info(header, len(raw))
+
+
+def read_header_hinting(f, offset: int):
+    """read_header, saying so when the envelope is at 4096 instead."""
     try:
-        header, raw = read_header(f, offset)
+        return read_header(f, offset)
     except NotAnEnvelope as e:
         if offset != c.COMMON_PREFIX_OFFSET and _envelope_at(f, c.COMMON_PREFIX_OFFSET):
             raise NotAnEnvelope(
@@ -20,7 +26,6 @@ def describe(f, offset: int = 0) -> dict:
                 hint=f"use --offset {c.COMMON_PREFIX_OFFSET}",
             ) from None
         raise e
-    return header_info(header, len(raw))
 
 
 def header_info(header: fmt.Header, header_length: int) -> dict:

@@ -2,13 +2,14 @@
 seeking over zero segments when the output is a regular file."""
 
 from . import constants as c
-from .opener import KeyLookup, Unlocked, check_prefix, read_header, segments, unlock
+from .describe import read_header_hinting
+from .opener import KeyLookup, Unlocked, check_prefix, segments, unlock
 
 _ZEROS = bytes(1 << 20)
 
 
 def open_envelope(f, offset: int, lookup: KeyLookup) -> Unlocked:
-    header, raw = read_header(f, offset)
+    header, raw = read_header_hinting(f, offset)
     return unlock(header, raw, lookup)
 
 
