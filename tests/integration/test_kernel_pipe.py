@@ -149,3 +149,64 @@ def test_ten_crashes_at_once(handler, crasher):
     assert {e["pid"] for e in sealed} == {p.pid for p in procs}
     assert len(os.listdir(handler / "var/lib/coreseal/dumps")) == 10
     assert_no_plaintext(handler)
+
+
+def _policy(root, policy: str, rules: str) -> None:
+    cfg_path = root / "etc/coreseal/coreseal.toml"
+    cfg = cfg_path.read_text().split("[[workloads]]")[0]
+    cfg = cfg.replace('policy = "per-vm"', f'policy = "{policy}"').replace(
+        'policy = "host-only"', f'policy = "{policy}"'
+    )
+    cfg_path.write_text(cfg + rules)
+
+
+@pytest.fixture
+def workload_cgroup():
+    """A cgroup v2 group for the crashing workload (the unified hierarchy)."""
+    base = next(
+        (
+            p
+            for p in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+            if os.path.exists(os.path.join(p, "cgroup.procs"))
+        ),
+        None,
+    )
+    if base is None:
+        pytest.skip("no cgroup v2 hierarchy here")
+    path = os.path.join(base, f"coreseal-test-{os.getpid()}")
+    os.mkdir(path)
+    yield path, "/" + os.path.basename(path)
+    os.rmdir(path)
+
+
+def test_workload_crash_sealed_under_its_vm_key(handler, crasher, workload_cgroup):
+    vm = json.loads(run(handler, "keys", "vm-key", "--create", "--json", "web").text)
+    group_dir, group = workload_cgroup
+    _policy(handler, "per-vm", f'[[workloads]]\nname = "web"\ncgroup = "{group}"\n')
+    p = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            f'echo $$ > {group_dir}/cgroup.procs; ulimit -c unlimited; exec "$0"',
+            crasher,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    assert p.wait(timeout=60) == -signal.SIGSEGV
+    (ev,) = wait_for(handler, "dump-sealed", 1)
+    assert ev["key_id"] == vm["key_id"] and ev["key_kind"] == "vm"
+    assert ev["vm"] == "web" and ev["dump_type"] == "vm"
+    # An executable rule does the same; host-only gives the host key.
+    _policy(
+        handler, "per-vm", f'[[workloads]]\nname = "web"\nexe = "*/{crasher.name}"\n'
+    )
+    assert crash(crasher).wait(timeout=60) == -signal.SIGSEGV
+    second = wait_for(handler, "dump-sealed", 2)[-1]
+    assert second["key_id"] == vm["key_id"]
+    _policy(
+        handler, "host-only", f'[[workloads]]\nname = "web"\nexe = "*/{crasher.name}"\n'
+    )
+    assert crash(crasher).wait(timeout=60) == -signal.SIGSEGV
+    third = wait_for(handler, "dump-sealed", 3)[-1]
+    assert third["key_kind"] == "host" and third["vm"] == "web"
+    assert_no_plaintext(handler)
