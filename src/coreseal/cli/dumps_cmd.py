@@ -54,7 +54,7 @@ def info(as_json: bool, dump: str) -> None:
     from ..envelope.describe import describe
 
     with open(path, "rb") as f:
-        d = describe(f)
+        d = describe(f, store.envelope_offset(f))
     d["path"] = path
     d["key_state"] = _key_state(hostkeys.cache_for(paths), d)
     if as_json:

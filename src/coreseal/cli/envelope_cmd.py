@@ -12,11 +12,13 @@ from ..envelope.extract import extract_stream, open_envelope
 from ..envelope.seal import seal_stream
 from ..errors import (
     CoresealError,
+    KeyUnavailable,
     NotAnEnvelope,
     UsageError,
 )
 from ..fsutil import AtomicFile, check_output, same_as_stdout
 from .common import emit_json, get_paths, human_size, info, json_option
+from .password import get_password, with_password
 
 offset_option = click.option(
     "--offset",
@@ -115,11 +117,32 @@ def _lookup(paths):
 @envelope.command()
 @offset_option
 @force_option
+@click.option(
+    "--keyfile",
+    type=click.Path(readable=False),
+    metavar="F",
+    help="Open with a bundle's incident key file (needs --password or "
+    "--password-file); no coreseal state is needed.",
+)
+@with_password
 @click.argument("src", metavar="IN", type=click.Path(readable=False))
 @click.argument("out", metavar="OUT")
-def extract(offset: int, force: bool, src: str, out: str) -> int:
-    """Decrypt IN to OUT ('-' for stdout) with a key from the cache."""
+def extract(
+    offset: int,
+    force: bool,
+    keyfile: str | None,
+    ask_password: bool,
+    password_file: str | None,
+    src: str,
+    out: str,
+) -> int:
+    """Decrypt IN to OUT ('-' for stdout) with a key from the cache, or with
+    an incident key file."""
     paths = get_paths()
+    if keyfile and not (ask_password or password_file):
+        raise UsageError("--keyfile needs --password or --password-file")
+    if (ask_password or password_file) and not keyfile:
+        raise UsageError("a password goes with --keyfile")
     if out == "-":
         if sys.stdout is None:
             raise UsageError("standard output is closed")
@@ -132,8 +155,25 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
             raise UsageError("standard output is the input file")
     else:
         check_output(src, out, force)
+    if keyfile:
+        from ..bundle.incident import read_key_file
+
+        incident = read_key_file(
+            keyfile, get_password(ask_password, password_file, confirm=False)
+        )
+        lookup = {incident.key_id: incident}.get
+    else:
+        lookup = _lookup(paths)
     with _open_input(src) as f:
-        unlocked = open_envelope(f, offset, _lookup(paths))
+        try:
+            unlocked = open_envelope(f, offset, lookup)
+        except KeyUnavailable:
+            if keyfile:
+                raise KeyUnavailable(
+                    "this key file does not open this dump (it belongs to another "
+                    "bundle, or the dump was not rewrapped)"
+                ) from None
+            raise
         if out == "-":
             # Bytes reach stdout before the last segment is verified; a
             # failure still exits non-zero (docs: Limitations).
@@ -143,6 +183,15 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
             with AtomicFile(out, replace=force) as dst:
                 size = extract_stream(f, unlocked, offset, dst.file, sparse=True)
                 dst.commit()
+    # Opening anywhere with a key file must not create coreseal state there.
+    if not keyfile or os.path.isdir(paths.state):
+        _decrypted_event(paths, src, unlocked, out, size)
+    if out != "-":
+        info(f"extracted {size} bytes to {out}")
+    return 0
+
+
+def _decrypted_event(paths, src, unlocked, out, size) -> None:
     events.record(
         paths,
         "dump-decrypted",
@@ -153,9 +202,6 @@ def extract(offset: int, force: bool, src: str, out: str) -> int:
         output=out if out == "-" else os.path.abspath(out),
         size=size,
     )
-    if out != "-":
-        info(f"extracted {size} bytes to {out}")
-    return 0
 
 
 @envelope.command()

@@ -1,5 +1,6 @@
 """``coreseal``: the top-level group and the one place errors become exits."""
 
+import os
 import sys
 
 import click
@@ -44,6 +45,7 @@ def cli(ctx: click.Context, root: str | None) -> None:
 
 def _register() -> None:
     from . import (
+        bundle_cmd,
         capture_cmd,
         dumps_cmd,
         envelope_cmd,
@@ -63,6 +65,7 @@ def _register() -> None:
         events_cmd,
         dumps_cmd,
         envelope_cmd,
+        bundle_cmd,
     ):
         module.register(cli)
 
@@ -70,11 +73,16 @@ def _register() -> None:
 _register()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    command: click.Command | None = None,
+    prog_name: str = "coreseal",
+) -> int:
     """Runs one command; returns its exit code (the console script exits
     with it). No traceback or "Aborted!" ever reaches the user."""
+    command = command or cli
     try:
-        rv = cli.main(args=argv, prog_name="coreseal", standalone_mode=False)
+        rv = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except CoresealError as e:
         click.echo(f"coreseal: error: {e}", err=True)
@@ -102,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MemoryError:
         click.echo("coreseal: error: out of memory", err=True)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the last line of defence
+        if os.environ.get("CORESEAL_DEBUG"):
+            raise
+        click.echo(
+            f"coreseal: error: internal error ({type(e).__name__}: {e}); "
+            "please report it (CORESEAL_DEBUG=1 shows where)",
+            err=True,
+        )
         return 1
 
 

@@ -29,19 +29,21 @@ def _key(password: Secret, salt: bytes, log_n: int) -> bytes:
     )
 
 
-def _aad(log_n: int) -> bytes:
-    return f"{FORMAT} v{VERSION} scrypt n=2^{log_n} r=8 p=1".encode()
+def _aad(fmt: str, log_n: int) -> bytes:
+    # The format name is bound in: a backup never opens as a key file.
+    return f"{fmt} v{VERSION} scrypt n=2^{log_n} r=8 p=1".encode()
 
 
-def protect(payload: bytes, password: Secret) -> bytes:
+def protect(payload: bytes, password: Secret, fmt: str = FORMAT) -> bytes:
+    """``payload`` encrypted under ``password``, as a small JSON file."""
     salt, nonce = os.urandom(16), os.urandom(12)
     key = _key(password, salt, SCRYPT_LOG_N)
-    ct = AESGCM(key).encrypt(nonce, payload, _aad(SCRYPT_LOG_N))
+    ct = AESGCM(key).encrypt(nonce, payload, _aad(fmt, SCRYPT_LOG_N))
     b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
     return (
         json.dumps(
             {
-                "format": FORMAT,
+                "format": fmt,
                 "version": VERSION,
                 "kdf": {"name": "scrypt", "log_n": SCRYPT_LOG_N, "r": 8, "p": 1},
                 "salt": b64(salt),
@@ -54,12 +56,14 @@ def protect(payload: bytes, password: Secret) -> bytes:
     )
 
 
-def unprotect(blob: bytes, password: Secret) -> bytes:
+def unprotect(
+    blob: bytes, password: Secret, fmt: str = FORMAT, what: str = "provider backup"
+) -> bytes:
     if len(blob) > MAX_FILE:
-        raise CoresealError("not a coreseal provider backup (too large)")
+        raise CoresealError(f"not a coreseal {what} (too large)")
     try:
         obj = json.loads(blob)
-        if obj["format"] != FORMAT or obj["version"] != VERSION:
+        if obj["format"] != fmt or obj["version"] != VERSION:
             raise ValueError
         kdf = obj["kdf"]
         log_n = kdf["log_n"]
@@ -71,13 +75,14 @@ def unprotect(blob: bytes, password: Secret) -> bytes:
         nonce = base64.b64decode(obj["nonce"], validate=True)
         ct = base64.b64decode(obj["ciphertext"], validate=True)
     except (ValueError, KeyError, TypeError, RecursionError):
-        raise CoresealError("not a coreseal provider backup") from None
+        raise CoresealError(f"not a coreseal {what}") from None
     if not MIN_LOG_N <= log_n <= MAX_LOG_N or len(nonce) != 12 or len(salt) < 16:
         raise CoresealError("the backup's parameters are out of range")
     try:
-        return AESGCM(_key(password, salt, log_n)).decrypt(nonce, ct, _aad(log_n))
+        key = _key(password, salt, log_n)
+        return AESGCM(key).decrypt(nonce, ct, _aad(fmt, log_n))
     except InvalidTag:
-        raise WrongPassword("wrong password, or the backup is damaged") from None
+        raise WrongPassword(f"wrong password, or the {what} is damaged") from None
 
 
 def read_password_file(path: str) -> Secret:
