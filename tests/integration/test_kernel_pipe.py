@@ -210,3 +210,46 @@ def test_workload_crash_sealed_under_its_vm_key(handler, crasher, workload_cgrou
     third = wait_for(handler, "dump-sealed", 3)[-1]
     assert third["key_kind"] == "host" and third["vm"] == "web"
     assert_no_plaintext(handler)
+
+
+def test_bundle_of_a_real_crash_opens_anywhere(handler, crasher, tmp_path):
+    assert crash(crasher).wait(timeout=60) == -signal.SIGSEGV
+    wait_for(handler, "dump-sealed", 1)
+    pw = tmp_path / "pw"
+    pw.write_text("support-password\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = run(handler, "bundle", "collect", "-o", out, "--password-file", pw)
+    assert r.code == 0, r.err
+    bundle = r.text.strip()
+    # Only the bundle travels; the other side has no coreseal state or keys.
+    support = tmp_path / "support"
+    support.mkdir()
+    copy = support / os.path.basename(bundle)
+    with open(bundle, "rb") as a, open(copy, "wb") as b:
+        b.write(a.read())
+    fresh = tmp_path / "nothing-here"
+    r = run(fresh, "bundle", "extract", copy, support)
+    assert r.code == 0, r.err
+    d = support / os.path.basename(bundle)[: -len(".tgz")]
+    (dump,) = (d / "dumps").iterdir()
+    core = tmp_path / "core"
+    r = run(
+        fresh,
+        "envelope",
+        "extract",
+        "--keyfile",
+        d / "incident-key-file",
+        "--password-file",
+        pw,
+        dump,
+        core,
+    )
+    assert r.code == 0, r.err
+    gdb = subprocess.run(
+        ["gdb", "-batch", "-ex", "bt", str(crasher), str(core)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "coreseal_crash_here" in gdb.stdout, gdb.stdout + gdb.stderr

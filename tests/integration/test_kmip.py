@@ -185,6 +185,37 @@ def test_dropped_connection_retried_for_reads_only(kmip_root, servers):
         p.close()
 
 
+def test_bundle_opens_with_the_key_server_stopped(kmip_root, servers, tmp_path):
+    assert capture(kmip_root).code == 0
+    pw = tmp_path / "pw"
+    pw.write_text("pw for support\n")
+    r = run(kmip_root, "bundle", "collect", "-o", tmp_path, "--password-file", pw)
+    assert r.code == 0, r.err
+    bundle = r.text.strip()
+    for s in servers:
+        s.stop()
+    run(kmip_root, "keys", "forget")
+    fresh = tmp_path / "fresh"
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert run(fresh, "bundle", "extract", bundle, dest).code == 0
+    d = dest / os.path.basename(bundle)[: -len(".tgz")]
+    (dump,) = (d / "dumps").iterdir()
+    r = run(
+        fresh,
+        "envelope",
+        "extract",
+        "--keyfile",
+        d / "incident-key-file",
+        "--password-file",
+        pw,
+        dump,
+        tmp_path / "core",
+    )
+    assert r.code == 0, r.err
+    assert (tmp_path / "core").read_bytes().startswith(b"\x7fELF dump")
+
+
 def test_server_down_with_full_cache_still_seals(kmip_root, servers):
     for s in servers:
         s.stop()
