@@ -26,6 +26,7 @@ bench: $(STAMP)
 	bash scripts/bootstrap.sh --bench
 	$(VENV)/bin/python bench/seal.py
 	$(VENV)/bin/python -W ignore bench/kmip_sync.py
+	$(VENV)/bin/python bench/bundle.py
 
 clean:
 	rm -rf $(VENV) .demo-root build src/*.egg-info

@@ -13,11 +13,12 @@ import socket
 import tarfile
 import tempfile
 import time
+from dataclasses import replace
 
 from .. import config, events
 from ..dumps import list_dumps
 from ..envelope.extract import open_envelope
-from ..envelope.recrypt import rewrap
+from ..envelope.seal import make_key_entries, sign
 from ..errors import CoresealError
 from ..fsutil import AtomicFile, private_dir
 from ..hostkeys import cache_for
@@ -25,7 +26,8 @@ from ..paths import Paths
 from ..secret import Secret
 from . import KEY_FILE, MANIFEST
 from .incident import key_file_bytes, new_incident_key
-from .manifest import build, encode, member
+from .manifest import build, encode
+from .stream import SEALED_LEVEL, TEXT_LEVEL, MultiGzip, Pieces
 
 DEFAULT_LOGS = [
     "var/log/syslog",
@@ -33,7 +35,6 @@ DEFAULT_LOGS = [
     "var/log/kern.log",
     "var/log/coreseal*.log",
 ]
-GZIP_LEVEL = 1  # sealed dumps do not compress; level 1 keeps logs small
 
 
 def bundle_name(host: str, when: float | None = None) -> str:
@@ -74,72 +75,105 @@ def collect(paths: Paths, out_dir: str, password: Secret | None) -> dict:
 
 
 def _collect(paths, cfg, host, name, out, stage, password) -> dict:
-    members, files = [], []  # files: (archive path, staged path)
+    members, sources = [], []  # sources: (archive path, Pieces, level)
+    opened = []
+    try:
+        return _gather_and_write(
+            paths, cfg, host, name, out, stage, password, members, sources, opened
+        )
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def _add(
+    members, sources, arc: str, pieces: Pieces, kind: str, level: int, **extra
+) -> None:
+    members.append(
+        {
+            "path": arc,
+            "type": kind,
+            "size": pieces.size,
+            "sha256": pieces.sha256(),
+            **extra,
+        }
+    )
+    sources.append((arc, pieces, level))
+
+
+def _gather_and_write(
+    paths, cfg, host, name, out, stage, password, members, sources, opened
+) -> dict:
     for i, log in enumerate(_logs(paths, cfg)):
-        arc = f"logs/{i:02d}-{os.path.basename(log)}"
         staged = os.path.join(stage, f"log-{i}")
         shutil.copyfile(log, staged, follow_symlinks=False)
-        files.append((arc, staged))
-        members.append(member(arc, staged, "log", origin=log))
-    journal = os.path.join(stage, "events.jsonl")
-    with open(journal, "w") as f:
-        for e in events.query(paths):
-            f.write(json.dumps(e, sort_keys=True) + "\n")
-    files.append(("events.jsonl", journal))
-    members.append(member("events.jsonl", journal, "events"))
+        _add(
+            members,
+            sources,
+            f"logs/{i:02d}-{os.path.basename(log)}",
+            _file(staged, opened),
+            "log",
+            TEXT_LEVEL,
+            origin=log,
+        )
+    journal = "".join(
+        json.dumps(e, sort_keys=True) + "\n" for e in events.query(paths)
+    ).encode()
+    _add(members, sources, "events.jsonl", Pieces([journal]), "events", TEXT_LEVEL)
 
     incident = new_incident_key() if password is not None else None
     cache = cache_for(paths, cfg)
     report = []
     for d in list_dumps(paths):
-        arc = f"dumps/{d['file']}"
-        staged = os.path.join(stage, d["file"])
+        try:
+            fd = os.open(d["path"], os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue  # pruned meanwhile
+        opened.append(fd)
+        size = os.fstat(fd).st_size
         key_ids = [k["key_id"] for k in d.get("keys", [])]
-        rewrapped, note = False, None
+        pieces, note = None, None
         if incident is not None and d.get("sealed"):
             try:
-                _rewrap_copy(d["path"], d["offset"], cache, incident, staged)
-                rewrapped = True
+                pieces = _rewrapped(fd, size, d["offset"], cache, incident)
             except CoresealError as e:
                 note = str(e)
-        if not rewrapped:
-            # A hard link is a snapshot: a later in-place recrypt makes a new
-            # inode and leaves this one as it was.
-            os.link(d["path"], staged)
-        files.append((arc, staged))
-        members.append(
-            member(
-                arc,
-                staged,
-                "dump",
-                key_ids=key_ids,
-                rewrapped=rewrapped,
-                bound_to=[incident.key_id] if rewrapped else key_ids,
-            )
+        rewrapped = pieces is not None
+        pieces = pieces or Pieces([(fd, 0, size)])
+        _add(
+            members,
+            sources,
+            f"dumps/{d['file']}",
+            pieces,
+            "dump",
+            SEALED_LEVEL,
+            key_ids=key_ids,
+            rewrapped=rewrapped,
+            bound_to=[incident.key_id] if rewrapped else key_ids,
         )
         report.append({"file": d["file"], "rewrapped": rewrapped, "note": note})
     if incident is not None:
-        keyfile = os.path.join(stage, KEY_FILE)
-        with open(keyfile, "wb") as f:
-            f.write(key_file_bytes(incident, password, name))
-        files.append((KEY_FILE, keyfile))
-        members.append(
-            member(KEY_FILE, keyfile, "incident-key-file", key_id=incident.key_id)
+        _add(
+            members,
+            sources,
+            KEY_FILE,
+            Pieces([key_file_bytes(incident, password, name)]),
+            "incident-key-file",
+            TEXT_LEVEL,
+            key_id=incident.key_id,
         )
 
-    manifest = build(members, incident is not None, host)
-    manifest_path = os.path.join(stage, MANIFEST)
-    with open(manifest_path, "wb") as f:
-        f.write(encode(manifest))
+    manifest = encode(build(members, incident is not None, host))
     with AtomicFile(out) as dst:
-        with tarfile.open(
-            fileobj=dst.file,
-            mode="w:gz",
-            compresslevel=GZIP_LEVEL,
-            format=tarfile.PAX_FORMAT,
-        ) as tar:
-            for arc, staged in [(MANIFEST, manifest_path), *files]:
-                tar.add(staged, arcname=arc, recursive=False, filter=_plain)
+        gz = MultiGzip(dst.file)
+        with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for arc, pieces, level in [
+                (MANIFEST, Pieces([manifest]), TEXT_LEVEL),
+                *sources,
+            ]:
+                gz.level(level)
+                tar.addfile(_info(arc, pieces.size), pieces.reader())
+        gz.close()
         dst.commit()
     events.record(
         paths,
@@ -153,17 +187,28 @@ def _collect(paths, cfg, host, name, out, stage, password) -> dict:
     return {"bundle": out, "dumps": report, "password_protected": incident is not None}
 
 
-def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+def _file(path: str, opened: list) -> Pieces:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    opened.append(fd)
+    return Pieces([(fd, 0, os.fstat(fd).st_size)])
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
     """Members carry no owner names or host modes: 0600 files, root."""
-    info.uid = info.gid = 0
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o600, int(time.time())
     info.uname = info.gname = "root"
-    info.mode = 0o600
     return info
 
 
-def _rewrap_copy(path: str, offset: int, cache, key, staged: str) -> None:
-    with open(path, "rb") as f:
+def _rewrapped(fd: int, size: int, offset: int, cache, key) -> Pieces:
+    """The dump with its header rewrapped to ``key``: new header bytes
+    between the original prefix and payload, nothing copied."""
+    with os.fdopen(os.dup(fd), "rb") as f:
         unlocked = open_envelope(f, offset, cache.get)
-        with open(staged, "xb") as dst:
-            os.fchmod(dst.fileno(), 0o600)
-            rewrap(f, unlocked, offset, [key], dst)
+    h = unlocked.header
+    new = replace(h, keys=make_key_entries(unlocked.data_key, [key]))
+    start = offset + len(unlocked.raw)
+    return Pieces(
+        [(fd, 0, offset), sign(new, unlocked.data_key), (fd, start, size - start)]
+    )
