@@ -9,6 +9,16 @@
 
 int main(int argc, char **argv) {
     size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
+    if (argc > 2 && strcmp(argv[2], "sparse") == 0) {
+        /* A big mapping with one page in 256 touched: a mostly-zero core. */
+        size_t n = mib << 20;
+        unsigned char *m = malloc(n);
+        for (size_t i = 0; i < n; i += 4096 * 256) m[i] = (unsigned char)(i >> 12);
+        printf("ready\n");
+        fflush(stdout);
+        pause();
+        return m[0];
+    }
     size_t third = (mib << 20) / 3;
     unsigned char *zeros = malloc(third), *rnd = malloc(third), *text = malloc(third);
     memset(zeros, 0, third);

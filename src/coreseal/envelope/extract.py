@@ -4,6 +4,7 @@ seeking over zero segments when the output is a regular file."""
 from . import constants as c
 from .describe import read_header_hinting
 from .opener import KeyLookup, Unlocked, check_prefix, segments, unlock
+from .pipeline import default_threads
 
 _ZEROS = bytes(1 << 20)
 
@@ -13,14 +14,16 @@ def open_envelope(f, offset: int, lookup: KeyLookup) -> Unlocked:
     return unlock(header, raw, lookup)
 
 
-def extract_stream(f, unlocked: Unlocked, offset: int, out, sparse: bool) -> int:
+def extract_stream(
+    f, unlocked: Unlocked, offset: int, out, sparse: bool, threads: int = 0
+) -> int:
     """Writes the plaintext to ``out``; returns the bytes written. With
     ``sparse``, ``out`` must be a seekable file and zero segments become
     holes. The caller discards ``out`` if this raises."""
     check_prefix(f, unlocked, offset, out)
     hole = 0
     total = unlocked.header.prefix_length
-    for encoding, data in segments(f, unlocked):
+    for encoding, data in segments(f, unlocked, threads or default_threads()):
         if encoding == c.ENCODING_ZEROS:
             if sparse:
                 hole += data

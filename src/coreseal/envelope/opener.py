@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from ..wrapkey import InvalidUnwrap, WrappingKey
 from . import constants as c
 from . import format as fmt
 from .kdf import header_mac, payload_key
+from .pipeline import Workers
 from .stream import SegmentOpener, _read_exact
 
 KeyLookup = Callable[[str], WrappingKey | None]
@@ -114,18 +116,45 @@ def _chunks(f, n: int, size: int = 1 << 20):
         yield chunk
 
 
-def segments(f, unlocked: Unlocked) -> Iterator[tuple[int, object]]:
-    """Yields ``(encoding, data)`` per segment; ``f`` must be just after the
-    header. Raises at the first bad record, and on trailing data."""
+def segments(f, unlocked: Unlocked, threads: int = 1) -> Iterator[tuple[int, object]]:
+    """Yields ``(encoding, data)`` per segment, in order; ``f`` must be just
+    after the header. Records are read here, one after the other; with
+    ``threads`` > 1 they are opened (decrypted, decompressed) on that many
+    workers. Raises at the first bad record, and on trailing data."""
     h = unlocked.header
     size = h.segment_size
     count = max(1, -(-h.dump_size // size))
-    opener = SegmentOpener(payload_key(unlocked.data_key, h.salt), size)
-    for index in range(count):
-        last = index == count - 1
-        expected = h.dump_size - index * size if last else size
-        record = opener.read_record(f, index)
-        yield opener.open(index, record, last, expected)
+    key = payload_key(unlocked.data_key, h.salt)
+    reader = SegmentOpener(key, size)
+
+    def jobs():
+        for index in range(count):
+            last = index == count - 1
+            expected = h.dump_size - index * size if last else size
+            yield index, reader.read_record(f, index), last, expected
+
+    if threads <= 1:
+        for job in jobs():
+            yield reader.open(*job)
+    else:
+        pool = Workers(threads, lambda: SegmentOpener(key, size).open)
+        pending: deque = deque()
+        try:
+            try:
+                for job in jobs():
+                    pending.append(pool.submit(*job))
+                    while len(pending) > 2 * threads:
+                        yield pending.popleft().result()
+            except (TruncatedEnvelope, IntegrityError):
+                # The reader runs ahead of the workers: an earlier segment's
+                # failure is the one to report, as a single thread would.
+                while pending:
+                    yield pending.popleft().result()
+                raise
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.close()
     if f.read(1):
         raise IntegrityError(
             "trailing data after the last segment (appended or tampered)"

@@ -100,21 +100,21 @@ def seal_segments(
     threads: int,
     progress=None,
 ) -> None:
-    def make() -> SegmentSealer:
-        return SegmentSealer(payload_key, reader.size, level)
+    def make():
+        return SegmentSealer(payload_key, reader.size, level).seal
 
     written = 0
     if threads <= 1:
-        sealer = make()
+        seal = make()
         for index, buf, n, last in reader:
-            dst.write(sealer.seal(index, _view(buf, n), last))
+            dst.write(seal(index, _view(buf, n), last))
             reader.release(buf)
             written += n
             if progress:
                 progress(written)
         return
 
-    pool = _Workers(threads, make)
+    pool = Workers(threads, make)
     pending: deque = deque()
 
     def write_oldest() -> None:
@@ -151,16 +151,18 @@ class _Job:
         return self.value
 
 
-class _Workers:
-    """A few threads, each with its own sealer (zstd contexts are not
-    shareable). Plain threads and a queue rather than concurrent.futures,
-    whose import (logging among it) would slow the capture handler's start."""
+class Workers:
+    """A few threads, each with its own worker from ``make()`` (zstd
+    contexts are not shareable); jobs come back in the order given by
+    waiting on them in that order. Plain threads and a queue rather than
+    concurrent.futures, whose import (logging among it) would slow the
+    capture handler's start."""
 
     def __init__(self, threads: int, make):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [
             threading.Thread(
-                target=self._run, args=(make,), daemon=True, name=f"coreseal-seal-{i}"
+                target=self._run, args=(make,), daemon=True, name=f"coreseal-worker-{i}"
             )
             for i in range(threads)
         ]
@@ -168,13 +170,13 @@ class _Workers:
             t.start()
 
     def _run(self, make) -> None:
-        sealer = make()
+        work = make()
         while True:
             job = self._queue.get()
             if job is None:
                 return
             try:
-                job.value = sealer.seal(*job.args)
+                job.value = work(*job.args)
             except BaseException as e:  # handed to the writer, which re-raises
                 job.error = e
             job.done.set()
