@@ -37,7 +37,39 @@ def load(paths: Paths) -> dict:
         else:
             cfg[section] = values
     _check_storage(paths, cfg["storage"])
+    _check_keys(paths, cfg)
     return cfg
+
+
+def _check_keys(paths: Paths, cfg: dict) -> None:
+    """A mistyped workload rule or policy must not make capture guess."""
+    import re
+
+    name_ok = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}").fullmatch
+    if cfg["keys"].get("policy", "per-vm") not in ("per-vm", "host-only"):
+        raise CoresealError(
+            f'{paths.config}: [keys] policy must be "per-vm" or "host-only"'
+        )
+    rules = cfg.get("workloads", [])
+    if not isinstance(rules, list):
+        raise CoresealError(f"{paths.config}: workloads must be [[workloads]] tables")
+    for rule in rules:
+        if not isinstance(rule, dict) or not name_ok(str(rule.get("name", ""))):
+            raise CoresealError(
+                f"{paths.config}: each [[workloads]] rule needs a "
+                "name of letters, digits, '.', '_' or '-'"
+            )
+        fields = [rule.get(k) for k in ("cgroup", "unit", "exe") if k in rule]
+        if not fields or not all(isinstance(v, str) and v for v in fields):
+            raise CoresealError(
+                f"{paths.config}: workload {rule['name']} needs a "
+                "cgroup, unit or exe pattern (a string)"
+            )
+    vm_keys = cfg.get("vm_keys", {})
+    if not isinstance(vm_keys, dict) or not all(
+        isinstance(v, str) for v in vm_keys.values()
+    ):
+        raise CoresealError(f"{paths.config}: [vm_keys] maps names to key IDs")
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

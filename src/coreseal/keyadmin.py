@@ -105,7 +105,14 @@ def rewrap_dumps(paths: Paths, new_key_id: str, retired: list[str]) -> dict:
             rows.append({"file": d["file"], "result": "already"})
             continue
         try:
-            recrypt(paths, d["path"], None, new_key_id, deep=False)
+            recrypt(
+                paths,
+                d["path"],
+                None,
+                new_key_id,
+                deep=False,
+                offset=d.get("offset", 0),
+            )
             rows.append({"file": d["file"], "result": "moved"})
         except KeyUnavailable as e:
             rows.append({"file": d["file"], "result": "key-missing", "message": str(e)})

@@ -8,6 +8,7 @@ leaves the old file or the new one, whole; plaintext never reaches a disk.
 """
 
 import os
+import stat
 
 from . import events
 from .envelope.extract import open_envelope
@@ -55,7 +56,19 @@ def recrypt(
     cache = cache or cache_for(paths)
     in_place = out is None
     dest = src if in_place else out
-    if not in_place:
+    if in_place:
+        st = os.lstat(src)
+        if stat.S_ISLNK(st.st_mode):
+            raise UsageError(
+                f"{src} is a symbolic link: recrypt its target "
+                f"({os.path.realpath(src)}) in place instead"
+            )
+        if st.st_nlink > 1:
+            raise UsageError(
+                f"{src} has other hard links, which would keep the old key",
+                hint="give an OUT file instead",
+            )
+    else:
         check_output(src, out, force)
     target = target_key(cache, to_id)
     with open(src, "rb") as f:
@@ -67,6 +80,13 @@ def recrypt(
                 rewrap(f, unlocked, offset, [target], tmp.file)
             tmp.file.flush()
             _verify(tmp.file, offset, target, full=deep)
+            # The moved dump keeps its place among the others (storage limits
+            # remove the oldest first) and, in place, its owner and mode.
+            st = os.fstat(f.fileno())
+            os.utime(tmp.file.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+            if in_place:
+                os.fchown(tmp.file.fileno(), st.st_uid, st.st_gid)
+                os.fchmod(tmp.file.fileno(), stat.S_IMODE(st.st_mode))
             tmp.commit()
     report = {
         "file": os.path.abspath(dest),

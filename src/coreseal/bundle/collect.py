@@ -1,17 +1,16 @@
 """``bundle collect``: logs, events and sealed dumps into one archive.
 
-Members are staged first in a private directory beside the dumps (hard
-links of the sealed dumps, or their rewrapped copies), so the manifest,
-which is written first, describes exactly the bytes that follow.
+Every member is opened (and each rewrapped header made) before anything is
+written, and read through those open files, so the manifest, which is
+written first, describes exactly the bytes that follow, and a kill leaves
+no copy behind.
 """
 
 import glob
 import json
 import os
-import shutil
 import socket
 import tarfile
-import tempfile
 import time
 from dataclasses import replace
 
@@ -20,7 +19,7 @@ from ..dumps import list_dumps
 from ..envelope.extract import open_envelope
 from ..envelope.seal import make_key_entries, sign
 from ..errors import CoresealError
-from ..fsutil import AtomicFile, private_dir
+from ..fsutil import AtomicFile
 from ..hostkeys import cache_for
 from ..paths import Paths
 from ..secret import Secret
@@ -44,43 +43,41 @@ def bundle_name(host: str, when: float | None = None) -> str:
 
 
 def _logs(paths: Paths, cfg: dict) -> list[str]:
+    """The log files the config names, under the root; never coreseal's own
+    state (the provider's secret, the key cache, the dumps) nor its config,
+    whatever a pattern says."""
     patterns = cfg.get("bundle", {}).get("logs", DEFAULT_LOGS)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise CoresealError("[bundle] logs must be a list of file patterns")
+    root = os.path.realpath(paths.root)
+    private = [
+        os.path.realpath(paths.state),
+        os.path.realpath(os.path.dirname(paths.config)),
+    ]
     found = []
     for pattern in patterns:
-        full = (
-            pattern
-            if os.path.isabs(pattern) and paths.root == "/"
-            else os.path.join(paths.root, pattern.lstrip("/"))
-        )
-        found += [
-            p
-            for p in sorted(glob.glob(full))
-            if os.path.isfile(p) and not os.path.islink(p)
-        ]
-    return found
+        if ".." in pattern.split("/"):
+            raise CoresealError(f"[bundle] logs: {pattern!r} may not contain '..'")
+        for p in sorted(glob.glob(os.path.join(paths.root, pattern.lstrip("/")))):
+            real = os.path.realpath(p)
+            inside = root == "/" or real.startswith(root + os.sep)
+            mine = any(real == d or real.startswith(d + os.sep) for d in private)
+            if inside and not mine and os.path.isfile(p) and not os.path.islink(p):
+                found.append(p)
+    return list(dict.fromkeys(found))
 
 
 def collect(paths: Paths, out_dir: str, password: Secret | None) -> dict:
     cfg = config.load(paths)
+    config.require_sealed(cfg)
     host = socket.gethostname()
     name = bundle_name(host)
     out = os.path.join(out_dir, name)
     if os.path.lexists(out):
         raise CoresealError(f"{out} exists")
-    stage = tempfile.mkdtemp(prefix=".bundle-", dir=private_dir(paths.state))
+    opened: list[int] = []
     try:
-        return _collect(paths, cfg, host, name, out, stage, password)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _collect(paths, cfg, host, name, out, stage, password) -> dict:
-    members, sources = [], []  # sources: (archive path, Pieces, level)
-    opened = []
-    try:
-        return _gather_and_write(
-            paths, cfg, host, name, out, stage, password, members, sources, opened
-        )
+        return _gather_and_write(paths, cfg, host, name, out, password, opened)
     finally:
         for fd in opened:
             os.close(fd)
@@ -101,17 +98,16 @@ def _add(
     sources.append((arc, pieces, level))
 
 
-def _gather_and_write(
-    paths, cfg, host, name, out, stage, password, members, sources, opened
-) -> dict:
+def _gather_and_write(paths, cfg, host, name, out, password, opened) -> dict:
+    members, sources = [], []  # sources: (archive path, Pieces, gzip level)
     for i, log in enumerate(_logs(paths, cfg)):
-        staged = os.path.join(stage, f"log-{i}")
-        shutil.copyfile(log, staged, follow_symlinks=False)
+        # Logs are read as they were when opened: a log that grows meanwhile
+        # contributes what it held then.
         _add(
             members,
             sources,
             f"logs/{i:02d}-{os.path.basename(log)}",
-            _file(staged, opened),
+            _file(log, opened),
             "log",
             TEXT_LEVEL,
             origin=log,
@@ -132,7 +128,8 @@ def _gather_and_write(
         opened.append(fd)
         size = os.fstat(fd).st_size
         key_ids = [k["key_id"] for k in d.get("keys", [])]
-        pieces, note = None, None
+        pieces = None
+        note = None if d.get("sealed") else d.get("error", "not an envelope")
         if incident is not None and d.get("sealed"):
             try:
                 pieces = _rewrapped(fd, size, d["offset"], cache, incident)

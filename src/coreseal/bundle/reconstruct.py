@@ -12,11 +12,22 @@ from ..fsutil import AtomicFile
 from . import KEY_FILE, MANIFEST
 from .manifest import build, encode, member
 
+PLAIN_SIGNATURES = (b"\x7fELF", b"KDUMP   ", b"makedumpfile")
+
 
 def _is_sealed(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(4096 + len(MAGIC))
     return head.startswith(MAGIC) or head[4096:].startswith(MAGIC)
+
+
+def _looks_decrypted(rel: str, path: str) -> bool:
+    """A plaintext dump: an unsealed file under dumps/, or anywhere a file
+    that starts like a core, a kdump or a VM memory dump."""
+    if rel.startswith("dumps/") and not _is_sealed(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(16).startswith(PLAIN_SIGNATURES)
 
 
 def _walk(directory: str):
@@ -53,13 +64,11 @@ def reconstruct(directory: str, out: str) -> dict:
             if rel == KEY_FILE
             else "file"
         )
-        sealed = kind == "dump" and _is_sealed(full)
-        if kind == "dump" and not sealed:
+        plain = _looks_decrypted(rel, full)
+        if plain:
             decrypted.append(rel)
         members.append(
-            member(
-                rel, full, kind, **({"decrypted": not sealed} if kind == "dump" else {})
-            )
+            member(rel, full, kind, **({"decrypted": plain} if kind == "dump" else {}))
         )
     manifest = build(members, any(m["path"] == KEY_FILE for m in members))
     manifest["decrypted_dumps"] = decrypted
@@ -72,8 +81,12 @@ def reconstruct(directory: str, out: str) -> dict:
             info.size, info.mode = len(data), 0o600
             tar.addfile(info, io.BytesIO(data))
             for rel, full in files:
-                ti = tar.gettarinfo(full, arcname=rel)
-                ti.uid = ti.gid = 0
+                # Always a plain member, even for a file with other hard
+                # links: gettarinfo would make a link member, which extract
+                # refuses.
+                ti = tarfile.TarInfo(rel)
+                st = os.stat(full)
+                ti.size, ti.mode, ti.mtime = st.st_size, 0o600, int(st.st_mtime)
                 ti.uname = ti.gname = "root"
                 with open(full, "rb") as f:
                     tar.addfile(ti, f)
@@ -83,9 +96,12 @@ def reconstruct(directory: str, out: str) -> dict:
 
 def clean(directory: str) -> list[str]:
     """Removes decrypted dumps and the incident key file; returns them."""
+    directory = os.path.abspath(directory)
+    if not os.path.isdir(directory) or os.path.islink(directory):
+        raise CoresealError(f"{directory} is not a directory")
     removed = []
     for rel, full in _walk(directory):
-        if rel == KEY_FILE or (rel.startswith("dumps/") and not _is_sealed(full)):
+        if rel == KEY_FILE or _looks_decrypted(rel, full):
             os.unlink(full)
             removed.append(rel)
     return removed

@@ -23,6 +23,7 @@ from ..errors import CoresealError, IntegrityError, MalformedEnvelope, UnsafeArc
 from . import FORMAT, MANIFEST
 
 MAX_MANIFEST = 16 << 20
+MAX_TAIL = 1 << 20  # tar's end blocks and record padding are ~10 KiB
 
 
 def _stem(bundle: str) -> str:
@@ -31,6 +32,17 @@ def _stem(bundle: str) -> str:
         if base.endswith(suffix):
             return base[: -len(suffix)]
     return base + ".d"
+
+
+def _valid_entry(m: dict) -> bool:
+    size, digest = m["size"], m["sha256"]
+    return (
+        type(size) is int
+        and 0 <= size < 1 << 50
+        and isinstance(digest, str)
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    )
 
 
 def _safe_name(name: str) -> str:
@@ -68,7 +80,8 @@ def extract(bundle: str, dest_dir: str) -> dict:
             f"not enough free space in {dest_dir}: {need} bytes "
             f"needed (unpacked and repacked), {free} free"
         )
-    tmp = tempfile.mkdtemp(prefix=".coreseal-tmp-", dir=dest_dir)
+    _remove_stale(dest_dir)
+    tmp = tempfile.mkdtemp(prefix=f".coreseal-tmp-{os.getpid()}-", dir=dest_dir)
     try:
         seen = _unpack(bundle, tmp, expected)
         missing = sorted(set(expected) - (seen - {MANIFEST}))
@@ -82,6 +95,16 @@ def extract(bundle: str, dest_dir: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"dir": final, "manifest": manifest}
+
+
+def _remove_stale(dest_dir: str) -> None:
+    """Temporary directories of extracts killed before they finished: their
+    name carries the pid, which is no longer running."""
+    for n in os.listdir(dest_dir):
+        parts = n.split("-")
+        if n.startswith(".coreseal-tmp-") and len(parts) > 3 and parts[2].isdigit():
+            if not os.path.exists(f"/proc/{parts[2]}"):
+                shutil.rmtree(os.path.join(dest_dir, n), ignore_errors=True)
 
 
 def read_manifest(bundle: str) -> dict:
@@ -101,8 +124,9 @@ def read_manifest(bundle: str) -> dict:
             ):
                 raise ValueError
             for m in manifest["members"]:
+                if not isinstance(m["path"], str) or not _valid_entry(m):
+                    raise ValueError
                 _safe_name(m["path"])
-                int(m["size"]), str(m["sha256"])
         except (
             ValueError,
             KeyError,
@@ -124,9 +148,13 @@ def _unpack(bundle: str, tmp: str, expected: dict) -> set:
             for info in tar:
                 _member(tar, info, tmp, expected, seen)
             # Read the compressed stream to its end: gzip checks its length
-            # and CRC there, which catches a cut in the final padding.
-            while tar.fileobj.read(1 << 20):
-                pass
+            # and CRC there, which catches a cut in the final padding. What
+            # follows the archive may only be its zero padding, and little.
+            tail = 0
+            while chunk := tar.fileobj.read(1 << 16):
+                tail += len(chunk)
+                if tail > MAX_TAIL or chunk.count(0) != len(chunk):
+                    raise UnsafeArchive("data after the end of the archive")
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
             raise MalformedEnvelope(
                 f"the bundle is truncated or damaged ({e})"
@@ -137,7 +165,14 @@ def _unpack(bundle: str, tmp: str, expected: dict) -> set:
 def _member(tar, info, tmp: str, expected: dict, seen: set) -> None:
     name = _safe_name(info.name)
     if info.isdir():
-        os.makedirs(os.path.join(tmp, name), mode=0o700, exist_ok=True)
+        if not any(m.startswith(name + "/") for m in expected):
+            raise IntegrityError(f"directory {name} is not in the manifest")
+        try:
+            os.makedirs(os.path.join(tmp, name), mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise UnsafeArchive(
+                f"member {name} cannot be unpacked: {e.strerror}"
+            ) from None
         return
     if not info.isreg():
         kind = (
@@ -164,17 +199,24 @@ def _member(tar, info, tmp: str, expected: dict, seen: set) -> None:
         raise IntegrityError(f"member {name} changed since collection (size)")
     path = os.path.join(tmp, name)
     parent = os.path.dirname(path)
-    os.makedirs(parent, mode=0o700, exist_ok=True)
-    if os.path.realpath(parent) != parent and not os.path.realpath(parent).startswith(
-        os.path.realpath(tmp) + os.sep
-    ):
-        raise UnsafeArchive(f"member {name} leaves the destination")
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out, contextlib.closing(tar.extractfile(info)) as src:
-        for chunk in iter(lambda: src.read(1 << 20), b""):
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        real_tmp, real_parent = os.path.realpath(tmp), os.path.realpath(parent)
+        if real_parent != real_tmp and not real_parent.startswith(real_tmp + os.sep):
+            raise UnsafeArchive(f"member {name} leaves the destination")
+        digest = hashlib.sha256()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with (
+            os.fdopen(fd, "wb") as out,
+            contextlib.closing(tar.extractfile(info)) as src,
+        ):
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as e:
+        # A member that clashes with another (a file, then a directory of the
+        # same name) or cannot be named here: not a bundle we made.
+        raise UnsafeArchive(f"member {name} cannot be unpacked: {e.strerror}") from None
     if want is not None and digest.hexdigest() != want["sha256"]:
         raise IntegrityError(f"member {name} changed since collection (SHA-256)")
     seen.add(name)

@@ -76,13 +76,14 @@ def extract(path: str, dest: str) -> None:
     "--output",
     "out",
     type=click.Path(readable=False),
-    help="The new bundle (default: DIR.tgz beside DIR).",
+    help="The new bundle (default: DIR-reconstructed.tgz beside DIR).",
 )
 def reconstruct(directory: str, out: str | None) -> None:
     """Pack an extracted bundle again, with a fresh manifest."""
     from ..bundle.reconstruct import reconstruct as run
 
-    out = out or os.path.abspath(directory).rstrip("/") + ".tgz"
+    # Not DIR.tgz: that is usually the bundle DIR was extracted from.
+    out = out or os.path.abspath(directory).rstrip("/") + "-reconstructed.tgz"
     result = run(directory, out)
     for rel in result["decrypted"]:
         warn(f"{rel} is a decrypted dump: this bundle holds plaintext")

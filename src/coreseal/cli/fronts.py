@@ -51,7 +51,11 @@ def keys() -> None:
 @click.argument("key_id", metavar="KEYID")
 def is_key_in_cache(key_id: str) -> int:
     """Print YES when KEYID is in the key cache, else NO (exit 1)."""
-    present = hostkeys.cache_for(get_paths()).get(key_id) is not None
+    from ..wrapkey import valid_key_id
+
+    present = valid_key_id(key_id) and (
+        hostkeys.cache_for(get_paths()).get(key_id) is not None
+    )
     click.echo("YES" if present else "NO")
     return 0 if present else 1
 
@@ -92,6 +96,11 @@ def vm_support_cli(
     ctx.obj["root"] = root
     if bundle and do_reconstruct:
         raise click.UsageError("-x and --reconstruct do not go together")
+    if (bundle or do_reconstruct) and (ask_password or password_file or out_dir != "."):
+        raise click.UsageError(
+            "--password, --password-file and -w go with "
+            "collecting, not with -x or --reconstruct"
+        )
     if bundle:
         return ctx.invoke(extract, path=bundle, dest=directory or ".")
     if do_reconstruct:

@@ -14,6 +14,8 @@ ENV = "CORESEAL_PASSWORD"
 def get_password(ask: bool, password_file: str | None, confirm: bool) -> Secret | None:
     """``--password-file F`` wins; ``--password`` takes CORESEAL_PASSWORD or
     asks on the terminal (twice when ``confirm``). None when neither."""
+    if password_file and ask:
+        raise UsageError("--password and --password-file do not go together")
     if password_file:
         return read_password_file(password_file)
     if not ask:

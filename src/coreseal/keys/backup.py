@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from ..errors import CoresealError, WrongPassword
+from ..errors import CoresealError, UsageError, WrongPassword
 from ..secret import Secret
 
 FORMAT = "coreseal-provider-backup"
@@ -86,15 +86,13 @@ def unprotect(
 
 
 def read_password_file(path: str) -> Secret:
+    """The password is the file's first line, without its line end."""
     try:
         with open(path, "rb") as f:
             data = f.read(4096)
     except OSError as e:
         raise CoresealError(f"failed to read the password file: {e.strerror}") from None
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    if data.endswith(b"\r"):
-        data = data[:-1]
-    if not data:
-        raise CoresealError("the password file is empty")
-    return Secret(data)
+    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    if not line:
+        raise UsageError("the password file is empty (its first line is)")
+    return Secret(line)
