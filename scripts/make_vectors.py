@@ -329,6 +329,17 @@ def write(out_dir: str) -> int:
             json.dump(meta, f, indent=1, sort_keys=True)
             f.write("\n")
         count += 1
+    import zstandard
+
+    # zstd's output may change between versions; the reproducibility test
+    # compares bytes only under the version the vectors were made with.
+    with open(os.path.join(out_dir, "made-with.json"), "w") as f:
+        json.dump(
+            {"zstandard": zstandard.__version__, "libzstd": zstandard.ZSTD_VERSION},
+            f,
+            sort_keys=True,
+        )
+        f.write("\n")
     return count
 
 
