@@ -42,3 +42,18 @@ def files_under(root) -> list[str]:
     for d, _, names in os.walk(root):
         out += [os.path.join(d, n) for n in names]
     return sorted(out)
+
+
+def open_with_keyfile(root, directory, dump, password_file, out) -> Result:
+    """Opens a dump of an unpacked bundle with its incident key file."""
+    return run(
+        root,
+        "envelope",
+        "extract",
+        "--keyfile",
+        os.path.join(str(directory), "incident-key-file"),
+        "--password-file",
+        password_file,
+        dump,
+        out,
+    )

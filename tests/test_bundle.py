@@ -18,7 +18,7 @@ from coreseal.errors import (
     EXIT_UNSAFE,
     EXIT_USAGE,
 )
-from helpers import COSEAL, assert_one_error_line, files_under, run
+from helpers import COSEAL, assert_one_error_line, files_under, open_with_keyfile, run
 
 PASSWORD = "correct horse 9c1f battery"
 BIN = os.path.dirname(COSEAL)
@@ -116,17 +116,7 @@ def test_open_anywhere_with_key_file(host, tmp_path):
     dumps = sorted((d / "dumps").iterdir())
     for f in dumps:
         plain = f.with_suffix("")
-        r = run(
-            fresh,
-            "envelope",
-            "extract",
-            "--keyfile",
-            d / "incident-key-file",
-            "--password-file",
-            pw,
-            f,
-            plain,
-        )
+        r = open_with_keyfile(fresh, d, f, pw, plain)
         assert r.code == 0, r.err
         assert plain.read_bytes().startswith(
             b"\x7fELF BUNDLE-MARKER"
@@ -466,20 +456,7 @@ def test_reconstruct_and_clean(host, tmp_path):
     d = dest / os.path.basename(bundle)[:-4]
     dump = next((d / "dumps").iterdir())
     plain = d / "dumps" / dump.name[:-4]
-    assert (
-        run(
-            root,
-            "envelope",
-            "extract",
-            "--keyfile",
-            d / "incident-key-file",
-            "--password-file",
-            pw,
-            dump,
-            plain,
-        ).code
-        == 0
-    )
+    assert open_with_keyfile(root, d, dump, pw, plain).code == 0
     dump.unlink()  # the decrypted dump replaces the sealed one
     (d / "logs" / "escape").symlink_to("/etc/passwd")
     r = run(root, "bundle", "reconstruct", d, "-o", tmp_path / "re.tgz")

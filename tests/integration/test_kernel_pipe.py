@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import files_under, run
+from helpers import files_under, open_with_keyfile, run
 
 MARKER = b"CORESEAL-MARKER-a41c93e0"
 CRASH_C = os.path.join(os.path.dirname(__file__), "..", "..", "demo", "crash.c")
@@ -234,17 +234,7 @@ def test_bundle_of_a_real_crash_opens_anywhere(handler, crasher, tmp_path):
     d = support / os.path.basename(bundle)[: -len(".tgz")]
     (dump,) = (d / "dumps").iterdir()
     core = tmp_path / "core"
-    r = run(
-        fresh,
-        "envelope",
-        "extract",
-        "--keyfile",
-        d / "incident-key-file",
-        "--password-file",
-        pw,
-        dump,
-        core,
-    )
+    r = open_with_keyfile(fresh, d, dump, pw, core)
     assert r.code == 0, r.err
     gdb = subprocess.run(
         ["gdb", "-batch", "-ex", "bt", str(crasher), str(core)],

@@ -22,7 +22,7 @@ from coreseal.keys.provider import ProviderUnreachable
 from coreseal.paths import resolve
 from coreseal.secret import Secret
 from coreseal.wrapkey import KIND_HOST, WrappingKey
-from helpers import assert_one_error_line, files_under, run
+from helpers import assert_one_error_line, files_under, open_with_keyfile, run
 from integration.test_kernel_pipe import CRASH_C, crash, installed_handler, wait_for
 from kmip_server import KmipServer, free_port
 from pki import CA
@@ -201,17 +201,7 @@ def test_bundle_opens_with_the_key_server_stopped(kmip_root, servers, tmp_path):
     assert run(fresh, "bundle", "extract", bundle, dest).code == 0
     d = dest / os.path.basename(bundle)[: -len(".tgz")]
     (dump,) = (d / "dumps").iterdir()
-    r = run(
-        fresh,
-        "envelope",
-        "extract",
-        "--keyfile",
-        d / "incident-key-file",
-        "--password-file",
-        pw,
-        dump,
-        tmp_path / "core",
-    )
+    r = open_with_keyfile(fresh, d, dump, pw, tmp_path / "core")
     assert r.code == 0, r.err
     assert (tmp_path / "core").read_bytes().startswith(b"\x7fELF dump")
 
