@@ -161,3 +161,15 @@ def test_keep_free_discards(tiny_disk):
     r = capture(tiny_disk, os.urandom(1000))
     assert r.code == 1 and "free space" in r.err
     assert os.listdir(dumps_dir(tiny_disk)) == []
+
+
+def test_capture_threads_setting(sealed_root):
+    cfg = (sealed_root / "etc/coreseal/coreseal.toml").read_text()
+    assert "[capture]\nthreads = 0" in cfg  # setup writes the default
+    write_config(
+        sealed_root, cfg.replace("[capture]\nthreads = 0", "[capture]\nthreads = 1")
+    )
+    assert capture(sealed_root, os.urandom(3 << 20)).code == 0
+    write_config(sealed_root, cfg.replace("threads = 0", 'threads = "many"'))
+    r = capture(sealed_root, b"x")
+    assert r.code == 1 and "threads" in r.err

@@ -181,3 +181,17 @@ def test_usage_errors_have_house_voice(sealed_root):
     assert_one_error_line(r, EXIT_USAGE)
     r = run(sealed_root, "envelope", "extract", "--offset", "-5", "a", "b")
     assert_one_error_line(r, EXIT_USAGE)
+
+
+def test_threads_option_gives_the_same_plaintext(sealed_root, tmp_path):
+    src = tmp_path / "in"
+    src.write_bytes(os.urandom(3 << 20) + b"text " * 400000 + bytes(2 << 20))
+    for n in (1, 2, 5):
+        out = tmp_path / f"s{n}.cse"
+        assert run(sealed_root, "envelope", "seal", "--threads", n, src, out).code == 0
+        back = tmp_path / f"b{n}"
+        r = run(sealed_root, "envelope", "extract", "--threads", n, out, back)
+        assert r.code == 0, r.err
+        assert back.read_bytes() == src.read_bytes()
+    r = run(sealed_root, "envelope", "seal", "--threads", -1, src, tmp_path / "x")
+    assert_one_error_line(r, EXIT_USAGE)

@@ -11,6 +11,7 @@ DEFAULTS = {
     "provider": {"type": "native"},
     "keys": {"host_key_id": "", "policy": "per-vm"},
     "cache": {"backend": "auto"},
+    "capture": {"threads": 0},  # sealing workers; 0: one per core
     "storage": {
         # Zero means no limit, as in coredump.conf.
         "max_dump_size": 0,
@@ -38,6 +39,9 @@ def load(paths: Paths) -> dict:
             cfg[section] = values
     _check_storage(paths, cfg["storage"])
     _check_keys(paths, cfg)
+    threads = cfg["capture"].get("threads", 0)
+    if type(threads) is not int or not 0 <= threads <= 256:
+        raise CoresealError(f"{paths.config}: [capture] threads must be 0 to 256")
     return cfg
 
 

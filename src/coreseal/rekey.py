@@ -52,6 +52,7 @@ def recrypt(
     offset: int = 0,
     force: bool = False,
     cache=None,
+    threads: int = 0,
 ) -> dict:
     cache = cache or cache_for(paths)
     in_place = out is None
@@ -75,7 +76,7 @@ def recrypt(
         unlocked = open_envelope(f, offset, cache.get)
         with AtomicFile(dest, replace=in_place or force) as tmp:
             if deep:
-                reencrypt(f, unlocked, offset, [target], tmp.file)
+                reencrypt(f, unlocked, offset, [target], tmp.file, threads)
             else:
                 rewrap(f, unlocked, offset, [target], tmp.file)
             tmp.file.flush()

@@ -114,6 +114,7 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int, prefix_length: int) 
                 dump_type=dump_type,
                 metadata=full_meta,
                 prefix_length=prefix_length,
+                threads=cfg["capture"]["threads"],
                 max_size=limits["max_dump_size"] or None,
                 on_oversize=limits["on_oversize"],
                 progress=check_room,

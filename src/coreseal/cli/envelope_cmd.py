@@ -29,6 +29,13 @@ offset_option = click.option(
     help="The envelope starts after N plain bytes (e.g. 4096).",
 )
 force_option = click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+threads_option = click.option(
+    "--threads",
+    default=0,
+    type=click.IntRange(0, 256),
+    metavar="N",
+    help="Worker threads (0: one per core for sealing, one for opening).",
+)
 
 
 @click.group()
@@ -117,6 +124,7 @@ def _lookup(paths):
 @envelope.command()
 @offset_option
 @force_option
+@threads_option
 @click.option(
     "--keyfile",
     type=click.Path(readable=False),
@@ -130,6 +138,7 @@ def _lookup(paths):
 def extract(
     offset: int,
     force: bool,
+    threads: int,
     keyfile: str | None,
     ask_password: bool,
     password_file: str | None,
@@ -177,11 +186,20 @@ def extract(
         if out == "-":
             # Bytes reach stdout before the last segment is verified; a
             # failure still exits non-zero (docs: Limitations).
-            size = extract_stream(f, unlocked, offset, sys.stdout.buffer, sparse=False)
+            size = extract_stream(
+                f,
+                unlocked,
+                offset,
+                sys.stdout.buffer,
+                sparse=False,
+                threads=threads or 1,
+            )
             sys.stdout.buffer.flush()
         else:
             with AtomicFile(out, replace=force) as dst:
-                size = extract_stream(f, unlocked, offset, dst.file, sparse=True)
+                size = extract_stream(
+                    f, unlocked, offset, dst.file, sparse=True, threads=threads or 1
+                )
                 dst.commit()
     # Opening anywhere with a key file must not create coreseal state there.
     if not keyfile or os.path.isdir(paths.state):
@@ -207,6 +225,7 @@ def _decrypted_event(paths, src, unlocked, out, size) -> None:
 @envelope.command()
 @offset_option
 @force_option
+@threads_option
 @click.option(
     "--type",
     "dump_type",
@@ -219,7 +238,13 @@ def _decrypted_event(paths, src, unlocked, out, size) -> None:
 @click.argument("src", metavar="IN", type=click.Path(readable=False, allow_dash=True))
 @click.argument("out", metavar="OUT", type=click.Path(readable=False))
 def seal(
-    offset: int, force: bool, dump_type: str, vm: str | None, src: str, out: str
+    offset: int,
+    force: bool,
+    threads: int,
+    dump_type: str,
+    vm: str | None,
+    src: str,
+    out: str,
 ) -> int:
     """Seal IN ('-' for stdin) into OUT under the key the policy gives: the
     host key, or for --type vm the VM key of its workload."""
@@ -253,6 +278,7 @@ def seal(
                 metadata=meta,
                 dump_type=type_code,
                 prefix_length=offset,
+                threads=threads,
             )
             dst.commit()
     finally:
@@ -280,10 +306,17 @@ def seal(
     help="New data key and payload; the old key then opens nothing.",
 )
 @force_option
+@threads_option
 @click.argument("src", metavar="IN", type=click.Path(readable=False))
 @click.argument("out", metavar="[OUT]", required=False, type=click.Path(readable=False))
 def recrypt(
-    offset: int, to_id: str, deep: bool, force: bool, src: str, out: str | None
+    offset: int,
+    to_id: str,
+    deep: bool,
+    force: bool,
+    threads: int,
+    src: str,
+    out: str | None,
 ) -> int:
     """Move IN to another key; without OUT, replace IN in place, atomically.
 
@@ -295,7 +328,16 @@ def recrypt(
     if out is not None and out == "-":
         raise UsageError("recrypt writes a file: give OUT a file name")
     _open_input(src).close()
-    report = move(get_paths(), src, out, to_id, deep=deep, offset=offset, force=force)
+    report = move(
+        get_paths(),
+        src,
+        out,
+        to_id,
+        deep=deep,
+        offset=offset,
+        force=force,
+        threads=threads,
+    )
     what = "re-encrypted" if deep else "rewrapped"
     info(
         f"{what} {report['file']} from {report['from_key_id']} to {report['to_key_id']}"

@@ -15,11 +15,14 @@ def open_envelope(f, offset: int, lookup: KeyLookup) -> Unlocked:
 
 
 def extract_stream(
-    f, unlocked: Unlocked, offset: int, out, sparse: bool, threads: int = 0
+    f, unlocked: Unlocked, offset: int, out, sparse: bool, threads: int = 1
 ) -> int:
     """Writes the plaintext to ``out``; returns the bytes written. With
     ``sparse``, ``out`` must be a seekable file and zero segments become
-    holes. The caller discards ``out`` if this raises."""
+    holes. The caller discards ``out`` if this raises. One thread by
+    default: on two cores the disk write is the limit, and a second thread
+    measured no faster (bench notes in docs/limitations.md); 0 means one per
+    core."""
     check_prefix(f, unlocked, offset, out)
     hole = 0
     total = unlocked.header.prefix_length

@@ -110,7 +110,7 @@ class SegmentOpener:
                 raise MalformedEnvelope(f"segment {index} has a wrong zero count")
             return encoding, expected
         if encoding == c.ENCODING_RAW:
-            data = bytes(body)
+            data = body  # a view of the decrypted bytes: no copy
         elif encoding == c.ENCODING_ZSTD:
             data = self._decompress(index, body, expected)
         else:
