@@ -7,6 +7,7 @@ name and pid, never its command line or environment.
 import json
 import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 from .fsutil import private_dir
@@ -41,11 +42,23 @@ def now_iso() -> str:
 
 def _connect(paths: Paths) -> sqlite3.Connection:
     private_dir(paths.state)
-    db = sqlite3.connect(paths.events, timeout=30, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=30000")
-    db.execute(_SCHEMA)
-    return db
+    # Writers that meet while the journal is being created (or its mode
+    # set) get "database is locked" at once, busy timeout or not: retry for
+    # a bounded while.
+    for attempt in range(200):
+        db = sqlite3.connect(paths.events, timeout=30, isolation_level=None)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(_SCHEMA)
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            if "locked" not in str(e) and "busy" not in str(e) or attempt == 199:
+                raise
+            time.sleep(0.01 + 0.001 * attempt)
+    raise AssertionError("unreachable")
 
 
 def record(paths: Paths, type_: str, **data) -> dict:
