@@ -176,7 +176,7 @@ def test_shallow_cost_does_not_grow_with_the_dump(two_keys, tmp_path):
 
 def test_kill_9_in_place_leaves_a_whole_file(two_keys, tmp_path):
     root, host, vm = two_keys
-    src, sealed = seal(root, tmp_path, os.urandom(64 << 20))
+    src, sealed = seal(root, tmp_path, os.urandom(128 << 20))
     plain = src.read_bytes()
     killed = 0
     for delay in (0.05, 0.15, 0.3, 0.5, 0.8, 1.2):

@@ -158,11 +158,3 @@ def write_private(path: str, data: bytes) -> None:
     with AtomicFile(path, replace=True) as out:
         out.file.write(data)
         out.commit()
-
-
-def read_fail_closed(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise CoresealError(f"failed to read {path}: {e.strerror}") from None

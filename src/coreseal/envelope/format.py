@@ -16,9 +16,6 @@ from . import constants as c
 _PREAMBLE = struct.Struct(">8sBBBBI")
 _FIXED = struct.Struct(">16sQ32sQQHBB")  # salt .. key_count
 FIXED_END = c.PREAMBLE_LENGTH + _FIXED.size  # 92: where key entries start
-# Byte range of dump_size, original_size and flags, rewritten after streaming.
-SIZES_OFFSET = 72
-SIZES = struct.Struct(">QQH")
 
 
 @dataclass(frozen=True)
@@ -234,7 +231,3 @@ def _parse_metadata(raw: bytes) -> dict:
 
 def _no_float(text: str):
     raise ValueError("floats are not allowed")
-
-
-def pack_sizes(dump_size: int, original_size: int, flags: int) -> bytes:
-    return SIZES.pack(dump_size, original_size, flags)
