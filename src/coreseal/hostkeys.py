@@ -49,6 +49,8 @@ class Providers:
                     self.paths, {**self.cfg, "provider": {"type": kind}}
                 )
             except CoresealError:
+                if kind == self.cfg["provider"]["type"]:
+                    raise  # the configured provider is broken: say so, once
                 self._open[kind] = None
         return self._open[kind]
 
@@ -203,7 +205,7 @@ def sync(paths: Paths) -> dict:
                     # this one before, so it was destroyed or removed.
                     reason = KeyDestroyed.reason
                     message = "no longer on the server (destroyed or deleted)"
-                if files:
+                if files and cache.get(key_id) is None:
                     message += (
                         ": its dumps cannot be opened without an incident"
                         " key file or a backup"

@@ -467,3 +467,70 @@ def test_sync_round_trips_scale_with_keys_not_dumps(kmip_root):
     result = json.loads(r.text)
     assert len(result["loaded"]) == 6  # five plus the host key
     assert result["round_trips"] == 2 * 6
+
+
+def test_vm_key_stays_a_vm_key_after_sync(kmip_root):
+    row = json.loads(run(kmip_root, "keys", "vm-key", "--create", "--json", "web").text)
+    run(kmip_root, "keys", "forget")
+    assert run(kmip_root, "keys", "sync").code == 0
+    kinds = {
+        json.loads(ln)["key_id"]: json.loads(ln)["key_kind"]
+        for ln in run(kmip_root, "keys", "list", "--json").text.splitlines()
+    }
+    assert kinds[row["key_id"]] == "vm"
+    assert kinds[host_key(kmip_root)] == "host"
+    r = run(kmip_root, "capture", "--type", "vm", "--vm", "web", stdin=b"vm" * 1000)
+    assert r.code == 0, r.err
+    r = run(kmip_root, "keys", "rotate-host-key", "--rewrap")
+    assert r.code == 0 and "moved" not in r.text  # the VM dump keeps its key
+
+
+def test_bad_kmip_settings_are_usage_or_config_errors(root, pki, servers):
+    for args in (["--kmip-cluster", "a b"], ["--kmip-timeout", "nan"]):
+        r = run(root, *setup_args(pki, servers[0]), *args)
+        assert_one_error_line(r, 2)
+    r = run(root, *setup_args(pki, "127.0.0.1:٤٨٦١٥"))
+    assert_one_error_line(r, 2, "HOST:PORT")
+    r = run(root, *setup_args(pki, "[::1]:5696"))
+    assert_one_error_line(r, 2, "IPv6")
+    r = run(root, *setup_args(pki, servers[0], cert=pki["key"], key=pki["cert"]))
+    assert_one_error_line(r, 1, "cannot load the KMIP client certificate")
+    assert run(root, *setup_args(pki, servers[0])).code == 0
+    import tomllib
+
+    import tomli_w
+
+    cfg_path = root / "etc/coreseal/coreseal.toml"
+    good = cfg_path.read_text()
+    for key, value in (("servers", [48615]), ("timeout", 0), ("cert", 3)):
+        cfg = tomllib.loads(good)
+        cfg["kmip"][key] = value
+        cfg_path.write_text(tomli_w.dumps(cfg))
+        r = run(root, "keys", "sync")
+        assert_one_error_line(r, 1, "[kmip] section")
+    cfg_path.write_text(good)
+
+
+def test_stalled_servers_fail_fast_after_one_timeout(kmip_root, servers):
+    import tomllib
+
+    cfg = tomllib.loads((kmip_root / "etc/coreseal/coreseal.toml").read_text())
+    cfg["kmip"]["timeout"] = 1.0
+    p = KmipProvider(KmipSettings.from_config(cfg), str(kmip_root / "st"))
+    key_id = host_key(kmip_root)
+    try:
+        assert p.fetch(key_id).can_seal  # connected
+        for s in servers:
+            os.kill(s.proc.pid, signal.SIGSTOP)  # accept, then never answer
+        t0 = time.monotonic()
+        with pytest.raises(ProviderUnreachable):
+            p.fetch(key_id)
+        assert time.monotonic() - t0 < 8  # one timeout per server, no more
+        t0 = time.monotonic()
+        with pytest.raises(ProviderUnreachable):
+            p.fetch(key_id)
+        assert time.monotonic() - t0 < 0.5  # and then at once
+    finally:
+        for s in servers:
+            os.kill(s.proc.pid, signal.SIGCONT)
+        p.close()

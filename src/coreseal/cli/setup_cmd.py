@@ -146,7 +146,13 @@ def _native_host_key(paths, cfg):
 
 
 def _kmip_host_key(paths, cfg, servers, cert, key, ca, cluster, timeout):
-    from ..keys.kmip import KmipProvider, KmipSettings, parse_server
+    from ..keys.kmip import (
+        KmipProvider,
+        KmipSettings,
+        check_cluster,
+        check_timeout,
+        parse_server,
+    )
 
     if not servers or not cert or not key or not ca:
         raise UsageError(
@@ -154,9 +160,12 @@ def _kmip_host_key(paths, cfg, servers, cert, key, ca, cluster, timeout):
         )
     try:
         parsed = tuple(parse_server(s) for s in servers)
+        # Checked before connecting: nothing is made on the server for a
+        # setup that cannot finish.
+        name = check_cluster(cluster or servers[0])
+        timeout = check_timeout(timeout)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    name = cluster or servers[0]
     settings = KmipSettings(
         name,
         parsed,

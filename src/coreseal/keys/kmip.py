@@ -46,20 +46,27 @@ class KmipSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "KmipSettings":
-        k = cfg.get("kmip") or {}
+        k = cfg.get("kmip")
         try:
-            servers = tuple(parse_server(s) for s in k["servers"])
+            if not isinstance(k, dict):
+                raise ValueError("no [kmip] table")
+            servers = k["servers"]
+            if not isinstance(servers, list) or not servers:
+                raise ValueError("servers must be a list of HOST:PORT")
+            for name in ("cluster", "cert", "key", "ca"):
+                if not isinstance(k[name], str) or not k[name]:
+                    raise ValueError(f"{name} must be a string")
             return cls(
-                k["cluster"],
-                servers,
+                check_cluster(k["cluster"]),
+                tuple(parse_server(s) for s in servers),
                 k["cert"],
                 k["key"],
                 k["ca"],
-                float(k.get("timeout", DEFAULT_TIMEOUT)),
+                check_timeout(k.get("timeout", DEFAULT_TIMEOUT)),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CoresealError(
-                f"the [kmip] section of the config is incomplete: {e}"
+                f"the [kmip] section of the config is incomplete or wrong: {e}"
             ) from None
 
     def to_config(self) -> dict:
@@ -74,10 +81,44 @@ class KmipSettings:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not isinstance(text, str):
         raise ValueError(f"a KMIP server is HOST:PORT, not {text!r}")
-    return host.strip("[]"), int(port)
+    host, sep, port = text.rpartition(":")
+    if (
+        not sep
+        or not host
+        or not (port.isascii() and port.isdigit())
+        or not (0 < int(port) < 65536)
+    ):
+        raise ValueError(f"a KMIP server is HOST:PORT, not {text!r}")
+    if ":" in host or host.startswith("["):
+        # PyKMIP's client opens IPv4 sockets only.
+        raise ValueError(f"IPv6 KMIP servers are not supported: {text!r}")
+    return host, int(port)
+
+
+def check_cluster(name: str) -> str:
+    """The cluster's name goes into key IDs: printable, no '/'."""
+    if not (
+        1 <= len(name) <= 64
+        and all(0x21 <= ord(c) <= 0x7E for c in name)
+        and "/" not in name
+    ):
+        raise ValueError(
+            f"a KMIP cluster name is 1 to 64 printable ASCII "
+            f"characters without '/', not {name!r}"
+        )
+    return name
+
+
+def check_timeout(value) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (0.1 <= value <= 120)
+    ):
+        raise ValueError(f"timeout must be 0.1 to 120 seconds, not {value!r}")
+    return float(value)
 
 
 def _connection_errors() -> tuple:
@@ -133,8 +174,15 @@ class KmipProvider:
 
         s = self.settings
         for path in (s.cert, s.key, s.ca):
-            if not os.access(path, os.R_OK):
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
                 raise CoresealError(f"cannot read the KMIP credential {path}")
+        try:
+            ssl.create_default_context(cafile=s.ca).load_cert_chain(s.cert, s.key)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raise CoresealError(
+                f"cannot load the KMIP client certificate and key ({e}): "
+                "are --kmip-cert and --kmip-key a matching PEM pair?"
+            ) from None
         failures = []
         for host, port in s.servers:
             client = ProxyKmipClient(
@@ -213,9 +261,18 @@ class KmipProvider:
             return op(self._client)
         except _connection_errors() as e:
             self.close()
-            raise ProviderUnreachable(
-                f"the KMIP server dropped the connection: {e}"
-            ) from None
+            # Twice in a row: a server that accepts and then stalls or drops.
+            # Fail fast for the rest of this run, as for one that refuses.
+            what = (
+                f"no answer within {self.settings.timeout:g}s"
+                if isinstance(e, TimeoutError)
+                else f"connection lost ({e})"
+            )
+            self._dead = ProviderUnreachable(
+                f"the KMIP servers of cluster {self.settings.cluster} accept "
+                f"connections but fail requests: {what}"
+            )
+            raise self._dead from None
 
     def check(self) -> None:
         """Connects to the first server that answers."""
@@ -257,22 +314,31 @@ class KmipProvider:
 
     def fetch(self, key_id: str, kind: int | None = None) -> FetchedKey:
         uid = self._uid(key_id)
-        state = self._state(uid)
+        state, named_kind = self._state(uid)
         if state in ("destroyed", "destroyed-compromised"):
             raise KeyDestroyed("destroyed on the server")
         obj = self._call(lambda c: c.get(uid), read=True)
         value = getattr(obj, "value", None)
         if not isinstance(value, bytes) or len(value) != 32:
             raise KeyNotFound("the server's object is not an AES-256 key")
-        kind = kind or _kind_from_name(getattr(obj, "names", []))
+        kind = kind or named_kind
         return FetchedKey(WrappingKey(key_id, kind, Secret(value)), state)
 
-    def _state(self, uid: str) -> str:
-        _, attrs = self._call(lambda c: c.get_attributes(uid, ["State"]), read=True)
+    def _state(self, uid: str) -> tuple[str, int]:
+        """The key's state and kind, from its State and Name attributes (a
+        get does not return the names)."""
+        _, attrs = self._call(
+            lambda c: c.get_attributes(uid, ["State", "Name"]), read=True
+        )
+        state, kind = ACTIVE, None
         for a in attrs:
             if a.attribute_name.value == "State":
-                return a.attribute_value.value.name.lower().replace("_", "-")
-        return ACTIVE
+                state = a.attribute_value.value.name.lower().replace("_", "-")
+            elif a.attribute_name.value == "Name":
+                value = getattr(a.attribute_value, "name_value", None)
+                text = getattr(value, "value", None) or str(a.attribute_value)
+                kind = kind or _kind_from_name([text])
+        return state, kind or 1
 
     def revoke(self, key_id: str) -> None:
         """For tests and admins: the key opens old dumps, seals nothing new."""
@@ -291,7 +357,7 @@ def _kind_from_name(names) -> int:
         for kind, word in KIND_NAMES.items():
             if text.startswith(f"coreseal {word} "):
                 return kind
-    return 1
+    return None
 
 
 def _failure(e) -> KeyNotFound:
