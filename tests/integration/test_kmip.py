@@ -534,3 +534,11 @@ def test_stalled_servers_fail_fast_after_one_timeout(kmip_root, servers):
         for s in servers:
             os.kill(s.proc.pid, signal.SIGCONT)
         p.close()
+
+
+def test_changing_the_cluster_name_warns(kmip_root, pki, servers):
+    args = setup_args(pki, *servers)
+    args[args.index("test")] = "renamed"
+    r = run(kmip_root, *args)
+    assert r.code == 0, r.err
+    assert "name KMIP cluster test" in r.err and "--kmip-cluster test" in r.err

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..fsutil import private_dir
 from ..keys.cache import keyring_works, open_cache
 from ..wrapkey import KIND_HOST
-from .common import get_paths, info
+from .common import get_paths, info, warn
 
 HOST_KEY_NAME = "host-1"
 
@@ -174,6 +174,12 @@ def _kmip_host_key(paths, cfg, servers, cert, key, ca, cluster, timeout):
         os.path.abspath(ca),
         timeout,
     )
+    old = (cfg.get("kmip") or {}).get("cluster")
+    if isinstance(old, str) and old != name:
+        warn(
+            f"key IDs made so far name KMIP cluster {old}; under {name} they "
+            f"will be another provider's (--kmip-cluster {old} keeps them)"
+        )
     provider = KmipProvider(settings, paths.state)
     try:
         provider.check()

@@ -309,7 +309,12 @@ class KmipProvider:
             ),
             read=False,
         )
-        self._call(lambda c: c.activate(uid), read=False)
+        try:
+            self._call(lambda c: c.activate(uid), read=False)
+        except KeyNotFound as e:
+            raise type(e)(
+                f"key {self.key_id(uid)} was created but not activated: {e}"
+            ) from None
         return self.fetch(self.key_id(uid), kind).key
 
     def fetch(self, key_id: str, kind: int | None = None) -> FetchedKey:
