@@ -47,10 +47,10 @@ def load(paths: Paths) -> dict:
 
 def _check_keys(paths: Paths, cfg: dict) -> None:
     """A mistyped workload rule or policy must not make capture guess."""
-    import re
+    from .policy import POLICIES, VM_NAME
 
-    name_ok = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}").fullmatch
-    if cfg["keys"].get("policy", "per-vm") not in ("per-vm", "host-only"):
+    name_ok = VM_NAME.fullmatch
+    if cfg["keys"].get("policy", "per-vm") not in POLICIES:
         raise CoresealError(
             f'{paths.config}: [keys] policy must be "per-vm" or "host-only"'
         )

@@ -7,9 +7,9 @@ to the host key under ``per-vm``: without its VM key it is not sealed.
 """
 
 import fnmatch
-import hmac
 import re
 
+from .config import host_key_matches
 from .envelope import constants as c
 from .errors import KeyMismatch, KeyUnavailable, NotSetUp
 from .wrapkey import WrappingKey
@@ -62,8 +62,7 @@ def sealing_key(cfg: dict, cache, dump_type: int, workload: str | None) -> Wrapp
             "sealed mode is not set up on this host", hint="run 'coreseal setup'"
         )
     key = _usable(cache, key_id, "the host key")
-    expected = cfg["keys"].get("host_key_fingerprint", "")
-    if expected and not hmac.compare_digest(expected, key.fingerprint.hex()):
+    if not host_key_matches(cfg, key):
         e = KeyMismatch(
             f"the cached host key {key_id} is not the provider's "
             "(a replaced or custom key under its ID)",

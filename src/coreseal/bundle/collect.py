@@ -12,12 +12,11 @@ import os
 import socket
 import tarfile
 import time
-from dataclasses import replace
 
 from .. import config, events
 from ..dumps import list_dumps
 from ..envelope.extract import open_envelope
-from ..envelope.seal import make_key_entries, sign
+from ..envelope.recrypt import rewrapped_header
 from ..errors import CoresealError
 from ..fsutil import AtomicFile
 from ..hostkeys import cache_for
@@ -203,9 +202,7 @@ def _rewrapped(fd: int, size: int, offset: int, cache, key) -> Pieces:
     between the original prefix and payload, nothing copied."""
     with os.fdopen(os.dup(fd), "rb") as f:
         unlocked = open_envelope(f, offset, cache.get)
-    h = unlocked.header
-    new = replace(h, keys=make_key_entries(unlocked.data_key, [key]))
     start = offset + len(unlocked.raw)
     return Pieces(
-        [(fd, 0, offset), sign(new, unlocked.data_key), (fd, start, size - start)]
+        [(fd, 0, offset), rewrapped_header(unlocked, [key]), (fd, start, size - start)]
     )

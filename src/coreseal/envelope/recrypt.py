@@ -19,14 +19,19 @@ from .opener import Unlocked, _chunks, check_prefix, segments
 from .seal import SealResult, make_key_entries, seal_stream, sign
 
 
+def rewrapped_header(unlocked: Unlocked, keys: Sequence[WrappingKey]) -> bytes:
+    """The header with new key entries for ``keys``, signed under the same
+    data key: all a shallow rewrap changes."""
+    new = replace(unlocked.header, keys=make_key_entries(unlocked.data_key, keys))
+    return sign(new, unlocked.data_key)
+
+
 def rewrap(
     f, unlocked: Unlocked, offset: int, keys: Sequence[WrappingKey], dst
 ) -> fmt.Header:
     """Writes ``f`` to ``dst`` with new key entries for ``keys``; ``f`` is
     the sealed file, read as bytes only."""
-    h = unlocked.header
-    new = replace(h, keys=make_key_entries(unlocked.data_key, keys))
-    signed = sign(new, unlocked.data_key)
+    signed = rewrapped_header(unlocked, keys)
     _copy_range(f, dst, 0, offset)
     dst.write(signed)
     start = offset + len(unlocked.raw)
