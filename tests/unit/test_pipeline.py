@@ -57,26 +57,26 @@ def test_same_bytes_with_one_or_many_workers(threads):
 
 def test_order_survives_workers_finishing_out_of_order(monkeypatch):
     expected = seal(1)
-    real = stream.SegmentSealer.seal
+    real = stream.SegmentSealer.seal_into
     rnd = random.Random(7)
 
-    def slow(self, index, data, last):
+    def slow(self, index, *args):
         time.sleep(rnd.random() * 0.01 * (index % 3))
-        return real(self, index, data, last)
+        return real(self, index, *args)
 
-    monkeypatch.setattr(stream.SegmentSealer, "seal", slow)
+    monkeypatch.setattr(stream.SegmentSealer, "seal_into", slow)
     assert seal(4) == expected
 
 
 def test_a_failing_worker_stops_the_pipeline(monkeypatch):
-    real = stream.SegmentSealer.seal
+    real = stream.SegmentSealer.seal_into
 
-    def failing(self, index, data, last):
+    def failing(self, index, *args):
         if index == 5:
             raise OSError(28, "No space left on device")
-        return real(self, index, data, last)
+        return real(self, index, *args)
 
-    monkeypatch.setattr(stream.SegmentSealer, "seal", failing)
+    monkeypatch.setattr(stream.SegmentSealer, "seal_into", failing)
     with pytest.raises(OSError, match="No space"):
         seal(3)
     assert workers_alive() == []

@@ -106,7 +106,8 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int, prefix_length: int) 
     full_meta = {**meta, "hostname": metadata.hostname()}
     path = ""
     try:
-        with AtomicFile(os.path.join(directory, dump_file_name(meta))) as out:
+        path_guess = os.path.join(directory, dump_file_name(meta))
+        with AtomicFile(path_guess, direct=True) as out:
             result = seal_stream(
                 src,
                 out.file,

@@ -36,6 +36,13 @@ threads_option = click.option(
     metavar="N",
     help="Worker threads (0: one per core for sealing, one for opening).",
 )
+sync_option = click.option(
+    "--no-sync",
+    "no_sync",
+    is_flag=True,
+    help="Do not wait for OUT to reach the disk (faster; after a power cut OUT "
+    "may be missing or fail to open). A crash still leaves no partial OUT.",
+)
 
 
 @click.group()
@@ -125,6 +132,7 @@ def _lookup(paths):
 @offset_option
 @force_option
 @threads_option
+@sync_option
 @click.option(
     "--keyfile",
     type=click.Path(readable=False),
@@ -139,6 +147,7 @@ def extract(
     offset: int,
     force: bool,
     threads: int,
+    no_sync: bool,
     keyfile: str | None,
     ask_password: bool,
     password_file: str | None,
@@ -196,7 +205,7 @@ def extract(
             )
             sys.stdout.buffer.flush()
         else:
-            with AtomicFile(out, replace=force) as dst:
+            with AtomicFile(out, replace=force, direct=True, sync=not no_sync) as dst:
                 size = extract_stream(
                     f, unlocked, offset, dst.file, sparse=True, threads=threads or 1
                 )
@@ -226,6 +235,7 @@ def _decrypted_event(paths, src, unlocked, out, size) -> None:
 @offset_option
 @force_option
 @threads_option
+@sync_option
 @click.option(
     "--type",
     "dump_type",
@@ -241,6 +251,7 @@ def seal(
     offset: int,
     force: bool,
     threads: int,
+    no_sync: bool,
     dump_type: str,
     vm: str | None,
     src: str,
@@ -270,7 +281,7 @@ def seal(
         meta["vm"] = vm
     infile = _stdin() if src == "-" else _open_input(src)
     try:
-        with AtomicFile(out, replace=force) as dst:
+        with AtomicFile(out, replace=force, direct=True, sync=not no_sync) as dst:
             result = seal_stream(
                 infile,
                 dst.file,

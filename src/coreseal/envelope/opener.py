@@ -127,21 +127,26 @@ def segments(f, unlocked: Unlocked, threads: int = 1) -> Iterator[tuple[int, obj
     key = payload_key(unlocked.data_key, h.salt)
     reader = SegmentOpener(key, size)
 
-    def jobs():
+    records = reader.records(f)
+
+    def jobs(copy: bool):
         for index in range(count):
             last = index == count - 1
             expected = h.dump_size - index * size if last else size
-            yield index, reader.read_record(f, index), last, expected
+            record = records.read(index)
+            yield index, bytes(record) if copy else record, last, expected
 
     if threads <= 1:
-        for job in jobs():
-            yield reader.open(*job)
+        # One buffer for the record, one for the plaintext, both reused:
+        # the consumer is done with a segment before it asks for the next.
+        for job in jobs(copy=False):
+            yield reader.open_into(*job)
     else:
         pool = Workers(threads, lambda: SegmentOpener(key, size).open)
         pending: deque = deque()
         try:
             try:
-                for job in jobs():
+                for job in jobs(copy=True):
                     pending.append(pool.submit(*job))
                     while len(pending) > 2 * threads:
                         yield pending.popleft().result()
@@ -155,6 +160,7 @@ def segments(f, unlocked: Unlocked, threads: int = 1) -> Iterator[tuple[int, obj
                 yield pending.popleft().result()
         finally:
             pool.close()
+    records.done()
     if f.read(1):
         raise IntegrityError(
             "trailing data after the last segment (appended or tampered)"
