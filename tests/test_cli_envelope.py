@@ -195,3 +195,20 @@ def test_threads_option_gives_the_same_plaintext(sealed_root, tmp_path):
         assert back.read_bytes() == src.read_bytes()
     r = run(sealed_root, "envelope", "seal", "--threads", -1, src, tmp_path / "x")
     assert_one_error_line(r, EXIT_USAGE)
+
+
+def test_no_sync_gives_the_same_files(sealed_root, tmp_path):
+    src = tmp_path / "in"
+    src.write_bytes(os.urandom(5 << 20) + bytes(6 << 20) + b"text " * 300000 + b"!")
+    sealed = {}
+    for flag in ([], ["--no-sync"]):
+        out = tmp_path / f"s{len(flag)}.cse"
+        r = run(sealed_root, "envelope", "seal", *flag, src, out)
+        assert r.code == 0, r.err
+        back = tmp_path / f"b{len(flag)}"
+        r = run(sealed_root, "envelope", "extract", *flag, out, back)
+        assert r.code == 0, r.err
+        assert back.read_bytes() == src.read_bytes()
+        assert os.stat(back).st_blocks * 512 < os.path.getsize(src) - (5 << 20)
+        sealed[len(flag)] = out.stat().st_size
+    assert sealed[0] == sealed[1]
