@@ -47,6 +47,8 @@ def test_output_directory_missing_or_empty_name(sealed, tmp_path):
     assert_one_error_line(r, EXIT_FAILURE, "no directory")
     r = run(root, "envelope", "extract", cse, "")
     assert_one_error_line(r, EXIT_USAGE, "empty")
+    r = run(root, "envelope", "extract", cse, f"{tmp_path}/new/")
+    assert_one_error_line(r, EXIT_USAGE, "names a directory")
 
 
 def test_read_only_and_full_disks(sealed, mount, tmp_path):
@@ -63,6 +65,11 @@ def test_read_only_and_full_disks(sealed, mount, tmp_path):
     r = run(root, "envelope", "seal", src, small / "o.cse")
     assert_one_error_line(r, EXIT_FAILURE, "No space left")
     assert os.listdir(small) == []
+    # No inode left: the error names the output, not a temporary name.
+    no_inodes = mount("size=1m,nr_inodes=1")
+    r = run(root, "envelope", "extract", cse, no_inodes / "out")
+    assert_one_error_line(r, EXIT_FAILURE, f"No space left on device ({no_inodes}/out)")
+    assert os.listdir(no_inodes) == []
 
 
 def test_unseekable_input_and_directory(sealed):

@@ -14,6 +14,7 @@ tail and any rewrite of bytes already passed (the seal header) go through
 the page cache at ``finish()``, once O_DIRECT is off.
 """
 
+import errno
 import fcntl
 import mmap
 import os
@@ -161,21 +162,26 @@ class DirectWriter:
                 self._done.put((index, e))
 
     def _pwrite(self, view: memoryview, offset: int) -> None:
+        retried = False
         while len(view):
             try:
                 n = os.pwrite(self._fd, view, offset)
             except OSError as e:
-                if e.errno != 22 or not self.direct:
+                # EINVAL once: O_DIRECT refused (maybe already turned off by
+                # the other writer thread); write on buffered.
+                if e.errno != errno.EINVAL or retried:
                     raise
                 self._buffered()
+                retried = True
                 continue
             if n == 0:
-                raise OSError(28, "No space left on device")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             view, offset = view[n:], offset + n
 
     def _buffered(self) -> None:
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        if flags & os.O_DIRECT:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
         self.direct = False
 
     # -- the end
@@ -190,19 +196,21 @@ class DirectWriter:
     def finish(self) -> None:
         if self._finished:
             return
-        length = _up(self._fill)
-        buf = self._bufs[self._cur]
-        if length > self._fill:
-            buf[self._fill : length] = bytes(length - self._fill)
+        # The whole blocks through O_DIRECT; the tail after it is off, so
+        # that no padding ever goes past the file's end (a padded block
+        # could hit a full disk or a size limit the file itself fits).
+        whole = _down(self._fill)
         try:
-            if length:
-                self._submit(length)
+            if whole:
+                self._submit(whole)
             while self._in_flight:
                 self._free.append(self._collect())
         finally:
             self._stop()
         if self.direct:
             self._buffered()
+        tail = memoryview(self._bufs[self._cur])[whole : self._fill]
+        self._pwrite(tail, self._base + whole)
         os.ftruncate(self._fd, self._size)
         for offset, data in self._patches:
             self._pwrite(memoryview(data), offset)

@@ -7,6 +7,7 @@ O_TMPFILE, a named temporary file is used and removed on every error path.
 """
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -35,6 +36,8 @@ def check_output(in_path: str | None, out_path: str, force: bool) -> None:
     anything is read."""
     if not out_path:
         raise UsageError("the output file name is empty")
+    if out_path.endswith("/"):
+        raise UsageError(f"{out_path} names a directory, not a file")
     if in_path is not None and same_file(in_path, out_path):
         raise UsageError(f"{out_path} is the same file as the input")
     if os.path.isdir(out_path):
@@ -50,6 +53,10 @@ def check_output(in_path: str | None, out_path: str, force: bool) -> None:
 
 def _read_only(directory: str) -> bool:
     return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+
+
+# What open(O_TMPFILE) says where the filesystem lacks it.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
 
 
 class AtomicFile:
@@ -98,8 +105,13 @@ class AtomicFile:
             try:
                 fd = os.open(directory, os.O_TMPFILE | os.O_RDWR | flag, mode)
                 return fd, (bool(flag) if direct else None)
-            except (OSError, AttributeError):
-                continue
+            except OSError as e:
+                if e.errno == errno.EINVAL and flag:
+                    continue  # no O_DIRECT here
+                if e.errno not in _NO_TMPFILE:
+                    # A full disk, a read-only one: say so of the output.
+                    raise OSError(e.errno, e.strerror, self.path) from None
+                break
         self._named = os.path.join(directory, f".coreseal-tmp-{secrets.token_hex(6)}")
         fd = os.open(self._named, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
         return fd, (False if direct else None)
@@ -133,6 +145,10 @@ class AtomicFile:
                 dst_dir_fd=dfd,
                 follow_symlinks=True,
             )
+        except OSError as e:
+            # Name the output, not the /proc link (EEXIST stays
+            # FileExistsError).
+            raise OSError(e.errno, e.strerror, name) from None
         finally:
             os.close(dfd)
 

@@ -7,7 +7,9 @@ import io
 import os
 import random
 import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -94,15 +96,20 @@ def test_a_refused_direct_write_goes_on_buffered(tmp_path, monkeypatch):
     refused = []
 
     def pwrite(fd, data, offset):
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and not refused:
+        # A filesystem that takes O_DIRECT at open and refuses its writes;
+        # both writer threads may meet the refusal.
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
             refused.append(offset)
+            time.sleep(0.02)  # both threads in here at once
             raise OSError(errno.EINVAL, "Invalid argument")
         return real(fd, data, offset)
 
     monkeypatch.setattr(directwrite.os, "pwrite", pwrite)
     w = open_direct(tmp_path / "out")
-    data = random.Random(1).randbytes(3 * CHUNK + 5)
-    w.write(data)
+    rnd = random.Random(1)
+    data = rnd.randbytes(5 * CHUNK + 5)
+    for i in range(0, len(data), 1 << 20):
+        w.write(data[i : i + (1 << 20)])
     w.finish()
     assert refused and not w.direct
     assert not fcntl.fcntl(w.fileno(), fcntl.F_GETFL) & os.O_DIRECT
@@ -140,3 +147,25 @@ def test_atomic_file_direct_and_unsynced(tmp_path, sync):
         out.file.write(data)
         out.commit()
     assert (tmp_path / "out").read_bytes() == data
+
+
+def test_the_tail_never_goes_past_the_end(tmp_path):
+    # A file-size limit of exactly the output's size: a last block padded
+    # for O_DIRECT would pass it, and the write would fail.
+    n = 3 * CHUNK + 5
+    code = (
+        "import os, resource, signal, sys\n"
+        "from coreseal.directwrite import DirectWriter\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "n = int(sys.argv[2])\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)\n"
+        "w = DirectWriter(fd, True)\n"
+        "w.write(b'x' * n)\n"
+        "w.finish()\n"
+        "w.close()\n"
+    )
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", code, out, str(n)], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == b"x" * n
