@@ -106,8 +106,8 @@ def _capture(paths: Paths, src, meta: dict, dump_type: int, prefix_length: int) 
     full_meta = {**meta, "hostname": metadata.hostname()}
     path = ""
     try:
-        path_guess = os.path.join(directory, dump_file_name(meta))
-        with AtomicFile(path_guess, direct=True) as out:
+        first = os.path.join(directory, dump_file_name(meta))
+        with AtomicFile(first, direct=True) as out:  # _commit_unique names it
             result = seal_stream(
                 src,
                 out.file,

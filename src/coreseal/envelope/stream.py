@@ -131,9 +131,6 @@ class SegmentOpener:
         self.max_record = segment_size + c.RECORD_OVERHEAD
         self._plain = None
 
-    def read_record(self, f, index: int) -> bytes:
-        return bytes(self.records(f).read(index))
-
     def records(self, f) -> "RecordReader":
         return RecordReader(f, self.max_record)
 
