@@ -27,6 +27,16 @@ def run(root, *args, stdin=None, env=None, timeout=120) -> Result:
     return Result(p.returncode, p.stdout, p.stderr.decode())
 
 
+def capture(root, name: str, data: bytes, time: int | str = 1) -> Result:
+    """What the kernel's core_pattern pipe does, minus the crash: a dump of
+    ``name`` (pid 3999999, signal 11) on the handler's stdin."""
+    return run(root, "capture", "3999999", "0", "0", "11", time, name, stdin=data)
+
+
+def seal_vm(root, src, out, vm: str) -> Result:
+    return run(root, "envelope", "seal", "--type", "vm", "--vm", vm, src, out)
+
+
 def assert_one_error_line(r: Result, code: int, fragment: str = "") -> None:
     """Bad input gets one line in the house voice (and maybe a hint)."""
     assert r.code == code, (r.code, r.err)

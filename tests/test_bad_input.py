@@ -14,6 +14,7 @@ from coreseal.errors import EXIT_FAILURE, EXIT_FORMAT, EXIT_USAGE
 from coreseal.keys.cache import KeyringCache
 from coreseal.paths import resolve
 from helpers import COSEAL, assert_one_error_line, run
+from helpers import capture as capture_as
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ def storage(root, text):
 
 
 def capture(root, data):
-    return run(root, "capture", "3999999", "0", "0", "11", "1", "p", stdin=data)
+    return capture_as(root, "p", data)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,15 @@ from coreseal.errors import (
     EXIT_UNSAFE,
     EXIT_USAGE,
 )
-from helpers import COSEAL, assert_one_error_line, files_under, open_with_keyfile, run
+from helpers import (
+    COSEAL,
+    assert_one_error_line,
+    capture,
+    files_under,
+    open_with_keyfile,
+    run,
+    seal_vm,
+)
 
 PASSWORD = "correct horse 9c1f battery"
 BIN = os.path.dirname(COSEAL)
@@ -29,17 +37,7 @@ def host(sealed_root, tmp_path):
     """A sealed host with two dumps, a log, and a password file."""
     for i in (1, 2):
         data = b"\x7fELF" + f"BUNDLE-MARKER-{i} ".encode() * 20000
-        r = run(
-            sealed_root,
-            "capture",
-            "3999999",
-            "0",
-            "0",
-            "11",
-            str(i),
-            f"p{i}",
-            stdin=data,
-        )
+        r = capture(sealed_root, f"p{i}", data, time=i)
         assert r.code == 0, r.err
     (sealed_root / "var/log").mkdir(parents=True)
     (sealed_root / "var/log/syslog").write_text("kernel: something happened\n")
@@ -208,20 +206,7 @@ def test_dump_with_missing_key_goes_in_unchanged(host):
     src = root / "vm.bin"
     src.write_bytes(b"vm" * 1000)
     assert run(root, "keys", "vm-key", "--create", "w").code == 0
-    assert (
-        run(
-            root,
-            "envelope",
-            "seal",
-            "--type",
-            "vm",
-            "--vm",
-            "w",
-            src,
-            ddir / "core.vm.1.cse",
-        ).code
-        == 0
-    )
+    assert seal_vm(root, src, ddir / "core.vm.1.cse", "w").code == 0
     cfg = root / "etc/coreseal/coreseal.toml"
     # Lose the VM key from the cache only.
     from coreseal.keys.cache import KeyringCache
@@ -416,17 +401,7 @@ def test_truncated_anywhere(host, tmp_path):
 
 def test_destination_symlink_and_space(host, tmp_path):
     root, _, out = host
-    r = run(
-        root,
-        "capture",
-        "3999999",
-        "0",
-        "0",
-        "11",
-        "9",
-        "big",
-        stdin=os.urandom(1 << 20),
-    )
+    r = capture(root, "big", os.urandom(1 << 20), time=9)
     assert r.code == 0
     bundle, _ = collect(root, out)
     dest = tmp_path / "dest"

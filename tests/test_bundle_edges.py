@@ -8,24 +8,11 @@ import tarfile
 
 from conftest import write_config
 from coreseal.errors import EXIT_FORMAT, EXIT_INTEGRITY, EXIT_UNSAFE, EXIT_USAGE
-from helpers import assert_one_error_line, run
+from helpers import assert_one_error_line, capture, run
 
 
 def setup_host(root, tmp_path):
-    assert (
-        run(
-            root,
-            "capture",
-            "3999999",
-            "0",
-            "0",
-            "11",
-            "1",
-            "p",
-            stdin=os.urandom(50000),
-        ).code
-        == 0
-    )
+    assert capture(root, "p", os.urandom(50000)).code == 0
     out = tmp_path / "out"
     out.mkdir()
     return out
@@ -176,7 +163,7 @@ def test_bad_workload_rules_discard_with_an_event(sealed_root):
     ):
         text = (bad + cfg) if bad.startswith("workloads =") else (cfg + "\n" + bad)
         write_config(sealed_root, text)
-        r = run(sealed_root, "capture", "3999999", "0", "0", "11", "1", "p", stdin=b"x")
+        r = capture(sealed_root, "p", b"x")
         assert r.code == 1 and "workload" in r.err and "internal" not in r.err, bad
     events = run(sealed_root, "events", "--json", "--type", "dump-discarded").text
     assert len(events.splitlines()) == 4

@@ -13,7 +13,7 @@ from coreseal.keys.native import NativeProvider
 from coreseal.paths import resolve
 from coreseal.secret import Secret
 from coreseal.wrapkey import KIND_HOST, WrappingKey
-from helpers import assert_one_error_line, files_under, run
+from helpers import assert_one_error_line, capture, files_under, run
 
 
 def host_key_id(root) -> str:
@@ -104,7 +104,7 @@ def test_custom_key_with_same_id_is_detected(sealed_root, tmp_path):
     # Nothing new is sealed under the custom key.
     r = run(sealed_root, "envelope", "seal", src, tmp_path / "new.cse")
     assert_one_error_line(r, EXIT_KEY, "not the provider's")
-    r = run(sealed_root, "capture", "3999999", "0", "0", "11", "1", "x", stdin=b"x")
+    r = capture(sealed_root, "x", b"x")
     assert r.code == 1 and "not the provider's" in r.err
     r = run(sealed_root, "keys", "sync")
     assert "different key" in r.err and r.code == 0

@@ -15,7 +15,7 @@ from coreseal.errors import EXIT_FORMAT, EXIT_KEY, EXIT_PARTIAL, EXIT_USAGE
 from coreseal.keys.cache import KeyringCache
 from coreseal.paths import resolve
 from coreseal.wrapkey import InvalidUnwrap
-from helpers import COSEAL, assert_one_error_line, run
+from helpers import COSEAL, assert_one_error_line, capture, run, seal_vm
 
 
 def key_ids(root):
@@ -214,36 +214,10 @@ def test_rotate_with_rewrap(two_keys, tmp_path):
     root, old_host, vm = two_keys
     ddir = root / "var/lib/coreseal/dumps"
     for i in range(3):
-        assert (
-            run(
-                root,
-                "capture",
-                "3999999",
-                "0",
-                "0",
-                "11",
-                "1",
-                f"p{i}",
-                stdin=os.urandom(100000),
-            ).code
-            == 0
-        )
+        assert capture(root, f"p{i}", os.urandom(100000)).code == 0
     vm_src = tmp_path / "vm.bin"
     vm_src.write_bytes(b"vm memory" * 1000)
-    assert (
-        run(
-            root,
-            "envelope",
-            "seal",
-            "--type",
-            "vm",
-            "--vm",
-            "web",
-            vm_src,
-            ddir / "core.vm.1.cse",
-        ).code
-        == 0
-    )
+    assert seal_vm(root, vm_src, ddir / "core.vm.1.cse", "web").code == 0
     r = run(root, "keys", "rotate-host-key", "--rewrap", "--json")
     assert r.code == 0, r.err
     rows = [json.loads(ln) for ln in r.text.splitlines()[1:]]

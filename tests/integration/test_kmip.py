@@ -23,6 +23,7 @@ from coreseal.paths import resolve
 from coreseal.secret import Secret
 from coreseal.wrapkey import KIND_HOST, WrappingKey
 from helpers import assert_one_error_line, files_under, open_with_keyfile, run
+from helpers import capture as capture_as
 from integration.test_kernel_pipe import CRASH_C, crash, installed_handler, wait_for
 from kmip_server import KmipServer, free_port
 from pki import CA
@@ -93,17 +94,7 @@ def host_key(root) -> str:
 
 
 def capture(root, data=b"\x7fELF dump with CORESEAL-KMIP-MARKER" * 5000):
-    return run(
-        root,
-        "capture",
-        "3999999",
-        "0",
-        "0",
-        "11",
-        str(int(time.time())),
-        "kmipprog",
-        stdin=data,
-    )
+    return capture_as(root, "kmipprog", data, time=int(time.time()))
 
 
 def events(root, type_):
